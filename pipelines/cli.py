@@ -1,0 +1,246 @@
+"""`alphadb`: the command line of the ELT (DESIGN.md §5).
+
+Every command validates settings first (exit 2 before anything is written) and maps failures to
+the exit codes of DESIGN.md §4. Tracebacks are not shown (they could carry secrets); set
+ALPHADB_DEBUG=1 to see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Callable, Sequence
+
+from pipelines import runlog
+from pipelines.config import MAX_DAYS, Settings, load_settings
+from pipelines.errors import EXIT_FAILURE, AlphaDBError, ConfigError
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days") from None
+    if not 1 <= days <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"--days {days} is out of range: use 1..{MAX_DAYS}")
+    return days
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # A usage error is a configuration error: exit 2 with one clear line (argparse's own code too).
+        self.print_usage(sys.stderr)
+        raise ConfigError(message)
+
+
+def backfill_range(args: argparse.Namespace, now: datetime) -> tuple[datetime, datetime, str]:
+    """The UTC range of `backfill --days N | --start D --end D` (end date inclusive) and its job key."""
+    if args.days is not None:
+        if args.start or args.end:
+            raise ConfigError("use either --days or --start/--end, not both")
+        return now - timedelta(days=args.days), now, f"days={args.days}"
+    if not args.start:
+        raise ConfigError("backfill needs --days N or --start YYYY-MM-DD [--end YYYY-MM-DD]")
+    end_date = args.end or now.date()
+    if args.start > end_date:
+        raise ConfigError(f"--start {args.start} is after --end {end_date}")
+    if args.start > now.date() or end_date > now.date():
+        raise ConfigError(f"dates in the future cannot be backfilled (today is {now.date()} UTC)")
+    start = datetime.combine(args.start, time(0), timezone.utc)
+    end = min(now, datetime.combine(end_date + timedelta(days=1), time(0), timezone.utc))
+    return start, end, f"{args.start}..{end_date}"
+
+
+def _connection(settings: Settings):  # type: ignore[no-untyped-def]
+    from pipelines.database import check_database, resolve_connection
+
+    connection = resolve_connection(settings)
+    check_database(connection)
+    return connection
+
+
+def _print_load(report) -> int:  # type: ignore[no-untyped-def]
+    for result in report.results:
+        if result.error:
+            runlog.line(runlog.ERROR, f"{result.pair.name}: {result.error}")
+        else:
+            runlog.line(runlog.OK, f"{result.pair.name}: {result.points} points in {result.requests} request(s)")
+    rate = report.points / report.elapsed_s if report.elapsed_s else 0.0
+    runlog.line(
+        runlog.OK if not report.failed else runlog.WARNING,
+        f"loaded {report.points} points in {report.requests} request(s) in {report.elapsed_s:.1f}s ({rate:,.0f} points/s)",
+    )
+    return report.exit_code
+
+
+def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.load import load_incremental
+
+    pairs = [settings.pair(args.pair)] if args.pair else None
+    return _print_load(load_incremental(settings, _connection(settings), pairs))
+
+
+def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines.load import load_range
+
+    start, end, job = backfill_range(args, datetime.now(timezone.utc))
+    pairs = [settings.pair(args.pair)] if args.pair else None
+    runlog.line(runlog.RUNNING, f"backfill {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC")
+    return _print_load(load_range(settings, _connection(settings), start, end, pairs, job=job))
+
+
+def _dbt_outcome(outcome) -> int:  # type: ignore[no-untyped-def]
+    for result in outcome.results:
+        if result.status not in ("success", "pass"):
+            runlog.line(runlog.ERROR if result.status in ("error", "fail") else runlog.WARNING, f"{result.name}: {result.status} {result.message}")
+    runlog.line(runlog.OK if outcome.success else runlog.ERROR, f"{outcome.command}: {'passed' if outcome.success else 'failed'} in {outcome.elapsed_s:.1f}s")
+    return 0
+
+
+def cmd_transform(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines import transform
+
+    outcome = transform.run_models(settings, _connection(settings), full_refresh=args.full_refresh)
+    _dbt_outcome(outcome)
+    return 0 if outcome.success else EXIT_FAILURE
+
+
+def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines import transform
+    from pipelines.errors import EXIT_QUALITY
+
+    connection = _connection(settings)
+    outcomes = [transform.source_freshness(settings, connection), transform.run_tests(settings, connection)]
+    for outcome in outcomes:
+        _dbt_outcome(outcome)
+    return 0 if all(o.success for o in outcomes) else EXIT_QUALITY
+
+
+def cmd_heal(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines import heal
+
+    return heal.heal(settings, _connection(settings))
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines import report
+
+    return report.print_report(settings, _connection(settings))
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines import nightly
+
+    return nightly.run(settings)
+
+
+def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
+    from pipelines import transform
+
+    path = transform.generate_docs(settings, _connection(settings), static=True)
+    runlog.line(runlog.OK, f"dbt docs written to {path}")
+    if args.serve:
+        import functools
+        import http.server
+
+        directory = path.parent if path.is_file() else path
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+        runlog.line(runlog.RUNNING, f"serving docs on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
+    """psql on the same connection as every other component (password via the environment)."""
+    import shutil
+
+    from pipelines.database import resolve_connection
+
+    connection = resolve_connection(settings)
+    psql = shutil.which("psql")
+    if settings.embedded_database or not psql:
+        from pipelines.database import embedded_bin
+
+        psql = str(embedded_bin("psql"))
+    env = {**os.environ, **connection.environment()}
+    os.execve(psql, [psql, *args.psql_args], env)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="alphadb", description="AlphaDB ELT: CoinGecko → PostgreSQL (dlt) → candles (dbt).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add(name: str, func: Callable[[Settings, argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("load", cmd_load, "incremental load: each pair from its cursor minus ALPHADB_BACKFILL_DAYS to now")
+    p.add_argument("--pair", help="only this configured pair, e.g. BTC/USDT")
+    p = add("backfill", cmd_backfill, "load an explicit range without moving the nightly cursor (resumable)")
+    p.add_argument("--days", type=_days, help="the last N days")
+    p.add_argument("--start", type=_date, help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--end", type=_date, help="last day, YYYY-MM-DD (UTC, inclusive; default today)")
+    p.add_argument("--pair", help="only this configured pair, e.g. BTC/USDT")
+    p = add("transform", cmd_transform, "dbt run: build the candle models")
+    p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    add("test", cmd_test, "dbt source freshness + dbt test (exit 4 when quality tests fail)")
+    add("heal", cmd_heal, "re-fetch the ranges the no-gap test reports, rebuild and re-test")
+    add("report", cmd_report, "print the data-quality report")
+    add("run", cmd_run, "the whole nightly job (what scripts/run_elt.sh runs)")
+    p = add("docs", cmd_docs, "generate dbt docs (static single page); --serve to browse them")
+    p.add_argument("--serve", action="store_true")
+    p.add_argument("--port", type=int, default=8080)
+    add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings: Settings | None = None
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if args.command == "psql":
+            args.psql_args = extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        settings = load_settings()
+        runlog.register_secrets(settings.secrets())
+        if args.command not in ("run", "psql"):
+            runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
+        code = int(args.func(settings, args) or 0)
+    except AlphaDBError as exc:
+        _fail(str(exc))
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        code = 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a clear line, no traceback
+        if os.environ.get("ALPHADB_DEBUG"):
+            raise
+        _fail(f"unexpected error: {type(exc).__name__}: {exc} (set ALPHADB_DEBUG=1 for a traceback)")
+        code = EXIT_FAILURE
+    return code
+
+
+def _fail(message: str) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    print(runlog.redact(f"[{stamp}] {runlog.ERROR} {message}"), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

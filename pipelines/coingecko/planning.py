@@ -1,0 +1,66 @@
+"""Request planning: the fewest requests that cover a time range at the finest granularity.
+
+The last day comes from `market_chart?days=1` (5-minute points); older spans from
+`market_chart/range` in windows of at most 90 days (hourly points). A 365-day backfill is
+1 + 5 requests per pair, a nightly run 1-2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from pipelines.coingecko.settings import HISTORY_LIMIT_MARGIN, HOURLY_HISTORY_START, LIVE_WINDOW, MAX_RANGE_WINDOW
+
+
+@dataclass(frozen=True)
+class RequestWindow:
+    """One request: `live` = market_chart?days=1 ending now, else a /range request."""
+
+    start: datetime
+    end: datetime
+    live: bool = False
+
+    @property
+    def label(self) -> str:
+        fmt = "%Y-%m-%d %H:%M"
+        return f"{self.start:{fmt}}..{self.end:{fmt}} UTC"
+
+    def contains_ms(self, ts_ms: int) -> bool:
+        return self.start.timestamp() * 1000 <= ts_ms <= self.end.timestamp() * 1000
+
+
+def utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: every time in AlphaDB is explicit UTC")
+    return value.astimezone(timezone.utc)
+
+
+def earliest_allowed(now: datetime, history_days: int | None) -> datetime:
+    """The oldest instant the plan can request (hourly history starts 2018-01-30 anyway)."""
+    if history_days is None:
+        return HOURLY_HISTORY_START
+    return max(HOURLY_HISTORY_START, now - timedelta(days=history_days) + HISTORY_LIMIT_MARGIN)
+
+
+def plan_windows(start: datetime, end: datetime, now: datetime, history_days: int | None = None) -> list[RequestWindow]:
+    """Windows covering [start, end] exactly (clamped to the plan's history and to now), oldest first."""
+    start, end, now = utc(start), utc(end), utc(now)
+    start = max(start, earliest_allowed(now, history_days))
+    end = min(end, now)
+    if start >= end:
+        return []
+    windows: list[RequestWindow] = []
+    live_start = now - LIVE_WINDOW
+    range_end = end
+    if end >= now - timedelta(minutes=5) and start < now:
+        # The range reaches now: the last day comes at 5-minute granularity in one request.
+        windows.append(RequestWindow(max(start, live_start), now, live=True))
+        range_end = live_start
+    cursor = range_end
+    older: list[RequestWindow] = []
+    while cursor > start:
+        window_start = max(start, cursor - MAX_RANGE_WINDOW)
+        older.append(RequestWindow(window_start, cursor))
+        cursor = window_start
+    return list(reversed(older)) + windows
