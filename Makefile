@@ -1,0 +1,42 @@
+# AlphaDB ELT. `make run` is the nightly job; `make test` the whole suite (offline);
+# `make demo` the nightly job against the bundled CoinGecko simulator.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint demo docs bench psql clean
+
+install: $(STAMP)
+
+# Re-installs when the project definition changes; a failed install leaves no stamp.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	scripts/run_elt.sh
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/sqlfluff lint dbt_alphadb
+
+demo: $(STAMP)
+	scripts/demo.sh
+
+docs: $(STAMP)
+	$(BIN)/alphadb docs --serve
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+psql: $(STAMP)
+	$(BIN)/alphadb psql
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis dbt_alphadb/target dbt_alphadb/logs

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The nightly job offline: the bundled CoinGecko simulator on a free loopback port, the
+# embedded PostgreSQL (unless POSTGRES_HOST is set), then the data-quality report.
+set -Eeuo pipefail
+REPO="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)"
+PY="$REPO/.venv/bin/python"
+[[ -x "$PY" ]] || { echo "❌ $REPO/.venv is missing: run 'make demo' (it installs the project first)" >&2; exit 2; }
+
+workdir="$(mktemp -d)"
+sim_pid=""
+cleanup() {
+  local code=$?
+  [[ -n "$sim_pid" ]] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+  rm -rf "$workdir"
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'echo "❌ demo failed at line $LINENO" >&2' ERR
+trap 'exit 130' INT TERM
+
+"$PY" -m pipelines.simulator --port 0 >"$workdir/sim.out" 2>"$workdir/sim.err" &
+sim_pid=$!
+for _ in $(seq 1 50); do
+  [[ -s "$workdir/sim.out" ]] && break
+  kill -0 "$sim_pid" 2>/dev/null || { cat "$workdir/sim.err" >&2; exit 1; }
+  sleep 0.1
+done
+base_url="$(head -n1 "$workdir/sim.out")"
+[[ -n "$base_url" ]] || { echo "❌ the simulator did not start" >&2; exit 1; }
+echo "CoinGecko simulator at $base_url"
+
+export COINGECKO_BASE_URL="$base_url" COINGECKO_PLAN=public COINGECKO_API_KEY= COINGECKO_RATE_LIMIT_PER_MIN=600
+"$REPO/scripts/run_elt.sh"
