@@ -1,0 +1,336 @@
+"""The nightly job behind `alphadb run` and `scripts/run_elt.sh` (DESIGN.md §4).
+
+lock → environment check → database check → load → dbt run → dbt source freshness + dbt test →
+gap heal → data-quality report → finished, each step logged with its duration; on failure a Slack
+alert and the healthcheck `/fail` ping, on success the success ping.
+
+Exit codes: 0 success; 1 load, transform or unexpected failure; 2 configuration; 3 database not
+accessible; 4 data-quality tests failed (data was loaded); 75 another run holds the lock. When
+several steps fail, the first failure's code wins and the alert lists all of them.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Iterator
+
+from pipelines import alerts, runlog
+from pipelines.config import Settings
+from pipelines.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_QUALITY,
+    AlphaDBError,
+    LockHeld,
+)
+
+LOCK_NAME = "run.lock"
+
+
+class Interrupted(AlphaDBError):
+    """SIGTERM/SIGINT during a run (cron's timeout, a shutdown, Ctrl-C): stop, alert, exit 1."""
+
+
+def lock_path(settings: Settings) -> Path:
+    return settings.home / LOCK_NAME
+
+
+@contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """An exclusive, non-blocking flock on `path`, held for the whole run.
+
+    The kernel drops it when the process dies, however it dies, so a crash never leaves a stale
+    lock. The descriptor is not inherited by dbt or other children (PEP 446), so a child that
+    outlives the run cannot keep the lock either. The holder's PID is written into the file for
+    the "in progress" message.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise LockHeld(f"Another run is in progress (PID {holder}, lock {path}); nothing done") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@dataclass
+class Failure:
+    step: str
+    exit_code: int
+    message: str
+
+
+@dataclass
+class Job:
+    settings: Settings
+    failures: list[Failure] = field(default_factory=list)
+    points: int = 0
+    requests: int = 0
+    step_name: str = "start"
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def fail(self, exit_code: int, message: str, step: str | None = None) -> None:
+        self.failures.append(Failure(step or self.step_name, exit_code, message))
+        runlog.line(runlog.ERROR, message)
+
+    @property
+    def exit_code(self) -> int:
+        return self.failures[0].exit_code if self.failures else EXIT_OK
+
+    @contextmanager
+    def step(self, name: str, running: str | None = None) -> Iterator[dict[str, object]]:
+        """Log a step's start and outcome with its duration; an AlphaDBError fails the step."""
+        self.step_name = name
+        details: dict[str, object] = {}
+        if running:
+            runlog.line(runlog.RUNNING, running)
+        started = time.monotonic()
+        try:
+            yield details
+        except AlphaDBError as exc:
+            self.fail(exc.exit_code, str(exc))
+            runlog.line(runlog.ERROR, f"{name} failed after {time.monotonic() - started:.1f}s")
+            raise
+        extra = "".join(f", {key} {value}" for key, value in details.items())
+        runlog.line(runlog.OK, f"{name} passed in {time.monotonic() - started:.1f}s{extra}")
+
+    # -- steps ---------------------------------------------------------------------------------
+    def environment_check(self) -> None:
+        settings = self.settings
+        with self.step("Environment check") as details:
+            details["plan"] = settings.plan
+            details["pairs"] = ", ".join(p.name for p in settings.pairs)
+            details["backfill"] = f"{settings.backfill_days} days"
+            if settings.api_key:
+                from pipelines.coingecko.client import CoinGeckoClient
+
+                client = CoinGeckoClient(settings)
+                client.ping()  # a bad key or wrong plan raises ConfigError with what to set
+                self.requests += getattr(client, "requests_made", 1)
+                details["API key"] = "accepted"
+
+    def database_check(self) -> Any:
+        from pipelines.database import check_database, resolve_connection
+
+        with self.step("Database connectivity check") as details:
+            connection = resolve_connection(self.settings)
+            version = check_database(connection)
+            details["PostgreSQL"] = f"{version // 10000}.{version % 10000}"
+            details["database"] = connection.dbname
+        return connection
+
+    def load(self, connection: Any) -> bool:
+        """Load every pair; True when at least one pair loaded (the rest of the job can run)."""
+        from pipelines.load import load_incremental
+
+        settings = self.settings
+        with self.step("Backfill", f"Running backfill for last {settings.backfill_days} days...") as details:
+            report = load_incremental(settings, connection)
+            for result in report.results:
+                if result.error is None:
+                    runlog.line(runlog.OK, f"{result.pair.name}: {result.points} points, {result.requests} requests")
+            self.points += report.points
+            self.requests += report.requests
+            details["points"] = report.points
+            details["requests"] = report.requests
+            details["pairs loaded"] = f"{len(report.results) - len(report.failed)}/{len(report.results)}"
+        for result in report.failed:
+            error = result.error
+            code = getattr(error, "exit_code", EXIT_FAILURE) or EXIT_FAILURE
+            self.fail(code, f"{result.pair.name} failed to load: {error}", step=f"Backfill ({result.pair.name})")
+        if report.failed and len(report.failed) == len(report.results):
+            runlog.line(runlog.ERROR, "No pair loaded: skipping dbt")
+            return False
+        return True
+
+    def transform(self, connection: Any) -> bool:
+        from pipelines.transform import run_models
+
+        with self.step("dbt run", "Building candles (dbt run)...") as details:
+            outcome = run_models(self.settings, connection)
+            details["results"] = _summary(outcome)
+            if not outcome.success:
+                raise AlphaDBError("dbt run failed: " + _problems(outcome))
+        return True
+
+    def quality_tests(self, connection: Any, label: str = "Data quality checks") -> list[str]:
+        """dbt source freshness + dbt test; returns what failed (empty when everything passed)."""
+        from pipelines.transform import run_tests, source_freshness
+
+        self.step_name = label
+        runlog.line(runlog.CHECK, f"Running {label.lower()} (dbt source freshness, dbt test)...")
+        started = time.monotonic()
+        outcomes = (source_freshness(self.settings, connection), run_tests(self.settings, connection))
+        elapsed = f"{time.monotonic() - started:.1f}s"
+        problems: list[str] = []
+        for outcome in outcomes:
+            failed = [f"{outcome.command}: {_node_text(node)}" for node in outcome.results if _failed(node)]
+            if not outcome.success and not failed:
+                failed = [f"{outcome.command} failed"]
+            problems.extend(failed)
+        if not problems:
+            runlog.line(runlog.OK, f"{label} passed in {elapsed} (dbt test: {_summary(outcomes[1])})")
+            return []
+        for problem in problems:
+            runlog.line(runlog.ERROR, problem)
+        runlog.line(runlog.ERROR, f"{label} failed in {elapsed}: {len(problems)} problem(s)")
+        return problems
+
+    def heal(self, connection: Any, gaps: list[Any]) -> tuple[list[Any], int]:
+        """Heal gaps; returns the gaps the source could not fill and how many were healed."""
+        from pipelines.heal import heal_gaps
+
+        with self.step("Gap heal", f"Healing {len(gaps)} gap(s)...") as details:
+            result = heal_gaps(self.settings, connection, gaps)
+            healed = len(result.found) - len(result.remaining)
+            self.points += result.points
+            self.requests += result.requests
+            details["gaps"] = len(result.found)
+            details["healed"] = healed
+            details["points"] = result.points
+            details["requests"] = result.requests
+        for message in result.failures:
+            self.failures.append(Failure("Gap heal", EXIT_FAILURE, message))
+        return result.remaining, healed
+
+    def report(self, connection: Any, gaps: list[Any]) -> None:
+        from pipelines import report
+
+        self.step_name = "Data quality report"
+        try:
+            report.log_report(self.settings, connection, gaps)
+        except Exception as exc:  # the report informs; it never fails a run that loaded and passed
+            runlog.line(runlog.WARNING, f"Data quality report failed: {type(exc).__name__}: {exc}")
+
+    # -- the job -------------------------------------------------------------------------------
+    def steps(self) -> None:
+        from pipelines.report import describe_gap
+        from pipelines.transform import find_gaps
+
+        self.environment_check()
+        connection = self.database_check()
+        if not self.load(connection):
+            return
+        self.transform(connection)
+        problems = self.quality_tests(connection)
+        remaining = find_gaps(connection)
+        if remaining:
+            remaining, healed = self.heal(connection, remaining)
+            if healed:  # the candles changed: test again
+                problems = self.quality_tests(connection, "Data quality re-checks")
+        for gap in remaining:
+            self.failures.append(Failure("Gap heal", EXIT_QUALITY, f"Gap the source cannot fill: {describe_gap(gap)}"))
+        for problem in problems:
+            self.failures.append(Failure("Data quality checks", EXIT_QUALITY, problem))
+        self.report(connection, remaining)
+
+    def run(self) -> int:
+        started = time.monotonic()
+        runlog.line(runlog.START, "Starting daily backfill cron job")
+        alerts.ping(self.settings, "start")
+        try:
+            self.steps()
+        except AlphaDBError as exc:
+            if not any(f.message == str(exc) for f in self.failures):
+                self.fail(exc.exit_code, str(exc))
+        except Exception as exc:  # unexpected: log it as one line (no traceback with secrets), exit 1
+            self.fail(EXIT_FAILURE, f"Unexpected error in {self.step_name}: {type(exc).__name__}: {exc}")
+        elapsed = f"{time.monotonic() - started:.1f}s"
+        totals = f"{self.points} points, {self.requests} requests"
+        code = self.exit_code
+        if code == EXIT_OK:
+            runlog.line(runlog.FINISHED, f"Daily backfill cron job completed successfully in {elapsed} ({totals})")
+            alerts.ping(self.settings, "success")
+        else:
+            first = self.failures[0]
+            runlog.line(runlog.FINISHED, f"Daily backfill cron job failed at {first.step} (exit {code}) after {elapsed} ({totals})")
+            alerts.notify_failure(
+                self.settings, first.step, code, [f"{f.step}: {f.message}" for f in self.failures]
+            )
+        return code
+
+
+def _failed(node: Any) -> bool:
+    return str(getattr(node, "status", "")).lower() in ("fail", "error", "runtime error", "runtime_error")
+
+
+def _node_text(node: Any) -> str:
+    failures = getattr(node, "failures", None)
+    message = (getattr(node, "message", None) or "").strip()
+    text = f"{node.name} {node.status}"
+    if failures:
+        text += f" ({failures} failing rows)"
+    return f"{text}: {message}" if message else text
+
+
+def _summary(outcome: Any) -> str:
+    counts: dict[str, int] = {}
+    for node in outcome.results:
+        counts[str(node.status)] = counts.get(str(node.status), 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no nodes"
+
+
+def _problems(outcome: Any) -> str:
+    failed = [_node_text(node) for node in outcome.results if _failed(node)]
+    return "; ".join(failed) if failed else f"{outcome.command} did not succeed"
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(f"Interrupted by {signal.Signals(signum).name}")
+
+
+def run(settings: Settings) -> int:
+    """Run the nightly job once; return its exit code (DESIGN.md §4)."""
+    runlog.setup(settings.log_file)
+    runlog.register_secrets(settings.secrets())
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with run_lock(lock_path(settings)):
+            return Job(settings).run()
+    except LockHeld as exc:
+        runlog.line(runlog.START, "Starting daily backfill cron job")
+        runlog.line(runlog.WARNING, str(exc))
+        return EXIT_LOCKED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipelines.nightly`: the job without the CLI (settings errors exit 2, logged)."""
+    from pipelines.config import load_settings
+    from pipelines.errors import ConfigError
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        runlog.setup(None)
+        runlog.line(runlog.ERROR, f"Configuration error: {exc}")
+        return EXIT_CONFIG
+    return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
