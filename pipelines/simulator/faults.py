@@ -253,9 +253,9 @@ def body_fault(
         random.Random(f"{coin}:{from_ms}:{to_ms}").shuffle(order)  # same shuffle for all three
         return {k: [pts[i] for i in order] for k, pts in chart.items()}
     if kind == "ragged":
-        # First cap and last volume dropped: zipping by index misaligns every row.
+        # Three lengths; the first cap dropped, so zipping by index misaligns every row.
         return {"prices": chart["prices"], "market_caps": chart["market_caps"][1:],
-                "total_volumes": chart["total_volumes"][:-1]}
+                "total_volumes": chart["total_volumes"][:-2]}
     if kind == "outside_window":
         before = [from_ms - k * step_ms - 1 for k in (2, 1)]
         after = [to_ms + k * step_ms + 1 for k in (1, 2)]

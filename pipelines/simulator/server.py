@@ -473,7 +473,7 @@ class Simulator:
             return self
         self._server = _Server(self._address, self.state)
         self._thread = threading.Thread(target=self._server.serve_forever, name="coingecko-sim",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+                                        kwargs={"poll_interval": 0.02}, daemon=True)  # fast stop()
         self._thread.start()
         return self
 
