@@ -72,6 +72,12 @@ def _number(spec: Mapping[str, Any], key: str, default: float | None = None) -> 
     return float(value)
 
 
+def _positive_int(spec: Mapping[str, Any], key: str) -> None:
+    value = spec.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise FaultError(f"{key} must be a positive integer, got {value!r}")
+
+
 def normalize(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Validate a fault spec and fill defaults, so state holds only well-formed faults."""
     if not isinstance(spec, Mapping):
@@ -82,12 +88,11 @@ def normalize(spec: Mapping[str, Any]) -> dict[str, Any]:
     fault = dict(spec)
     if fault.get("coin") is not None and not isinstance(fault["coin"], str):
         raise FaultError("coin must be a string")
-    for key in ("count", "remaining_requests"):
-        if key in fault and fault[key] is not None:
-            if isinstance(fault[key], bool) or not isinstance(fault[key], int) or fault[key] < 1:
-                raise FaultError(f"{key} must be a positive integer")
+    _positive_int(fault, "count")
+    _positive_int(fault, "remaining_requests")
     if kind == "rate_limit":
-        fault.setdefault("retry_after", "1")
+        if not isinstance(fault.setdefault("retry_after", "1"), (str, int, float, type(None))):
+            raise FaultError("retry_after must be seconds (number or string) or null")
         _number(fault, "retry_after_http_date")
     elif kind in ("server_error", "html"):
         status = fault.setdefault("status", 500 if kind == "server_error" else 503)
@@ -108,9 +113,8 @@ def normalize(spec: Mapping[str, Any]) -> dict[str, Any]:
         if fault.setdefault("variant", "strings") not in WRONG_TYPE_VARIANTS:
             raise FaultError(f"variant must be one of {WRONG_TYPE_VARIANTS}")
     elif kind in ("nulls", "duplicates"):
-        every = fault.setdefault("every", 5)
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise FaultError("every must be a positive integer")
+        fault.setdefault("every", 5)
+        _positive_int(fault, "every")
     elif kind in WINDOW_KINDS:
         start, end = _number(fault, "start"), _number(fault, "end")
         if start is None or end is None or end <= start:
@@ -169,8 +173,8 @@ class FaultBook:
         if fault.get(counter) is None:
             return  # permanent
         fault[counter] -= 1
-        if fault[counter] <= 0:
-            self._faults.remove(fault)
+        if fault[counter] <= 0:  # by identity: an equal-looking twin must stay
+            self._faults = [f for f in self._faults if f is not fault]
 
 
 def response_fault(fault: Mapping[str, Any]) -> Reply | None:
