@@ -500,7 +500,8 @@ def test_admin_faults_and_config_over_http(sim: Simulator) -> None:
     live = stamps(ok(days(sim, 2, x_cg_pro_api_key=PRO_KEY)))[-1]
     assert live == int(NOW + DAY_S) * 1000
     assert requests.post(f"{admin}/config", json={"colour": "red"}, timeout=5).status_code == 400
-    assert requests.post(f"{admin}/config", json={"rate_limit_per_min": -1}, timeout=5).status_code == 400
+    for bad in ({"rate_limit_per_min": -1}, {"coins": 7}, {"host_kind": "enterprise"}):
+        assert requests.post(f"{admin}/config", json=bad, timeout=5).status_code == 400
     assert requests.get(f"{admin}/config", timeout=5).json()["host_kind"] == "pro"
 
 

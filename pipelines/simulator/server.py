@@ -87,7 +87,8 @@ class Settings:
                 else:
                     raise ValueError(f"{key} must be a finite number (epoch seconds)")
             elif key in ("demo_keys", "pro_keys", "coins"):
-                if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+                        isinstance(v, str) for v in value):
                     raise ValueError(f"{key} must be a list of strings")
                 value = frozenset(value)
             else:
