@@ -76,10 +76,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def _error_code(body: Any) -> int | None:
-    """CoinGecko nests error codes as status.error_code or error.status.error_code."""
+    """CoinGecko puts error codes at the top, in status.error_code or in error.status.error_code."""
     if not isinstance(body, dict):
         return None
-    for holder in (body.get("status"), (body.get("error") or {}).get("status") if isinstance(body.get("error"), dict) else None):
+    for holder in (body, body.get("status"), (body.get("error") or {}).get("status") if isinstance(body.get("error"), dict) else None):
         if isinstance(holder, dict) and isinstance(holder.get("error_code"), int):
             return holder["error_code"]
     return None
