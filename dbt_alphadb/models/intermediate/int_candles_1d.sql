@@ -1,0 +1,1 @@
+{{ build_candles('1d') }}

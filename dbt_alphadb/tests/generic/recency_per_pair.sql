@@ -1,0 +1,22 @@
+{#- Fails for every configured pair whose latest complete candle is older than max_age (default: the
+    var recency_max_age_<timeframe>), including a configured pair with no candle at all. -#}
+{% test recency_per_pair(model, timeframe, max_age=none) %}
+{{ config(store_failures=true) }}
+{%- set max_age = var("recency_max_age_" ~ timeframe) if max_age is none else max_age %}
+select
+    configured.pair,
+    latest.latest_complete_ts,
+    interval '{{ max_age }}' as max_age
+from {{ pairs_relation() }} as configured (pair, coin_id, vs_currency)
+left join (
+    select
+        candles.pair,
+        max(candles.ts) as latest_complete_ts
+    from {{ model }} as candles
+    where candles.is_complete
+    group by candles.pair
+) as latest on configured.pair = latest.pair
+where
+    latest.latest_complete_ts is null
+    or latest.latest_complete_ts < now() - interval '{{ max_age }}'
+{% endtest %}

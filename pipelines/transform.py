@@ -1,0 +1,256 @@
+"""Runs the dbt project (dbt_alphadb/) as a subprocess and reports its results.
+
+The CLI and the nightly job call only this module's public functions. dbt gets its connection from
+the environment (profiles.yml reads POSTGRES_*; the password travels as
+DBT_ENV_SECRET_POSTGRES_PASSWORD, which dbt scrubs from its logs and artifacts): no secret is ever on
+a command line. dbt's target/ and logs/ live under ALPHADB_HOME/dbt, so the repo stays clean and
+runs with different homes (tests, parallel databases) never share state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+
+import psycopg2
+
+from pipelines.config import Settings
+from pipelines.database import Connection, connect
+from pipelines.errors import AlphaDBError
+from pipelines.pair_models import PROJECT_DIR, is_generated, sync_pair_models
+
+DBT_TIMEOUT_S = 3600
+UNCOPIED = ("target", "logs", "dbt_packages")
+FAILED_STATUSES = {"error", "fail", "runtime error"}
+# Failing rows shown in a test's message (tests that store their failures: no_gaps, ...).
+SHOWN_FAILURES = 5
+
+
+@dataclass
+class NodeResult:
+    name: str  # a model, test or source name, e.g. "int_candles_1h" or "source.alphadb.coingecko.market_chart_points"
+    status: str  # dbt's: success, error, skipped, pass, fail, warn, runtime error
+    message: str
+    failures: int | None
+
+
+@dataclass
+class DbtOutcome:
+    command: str  # e.g. "dbt build"
+    success: bool
+    results: list[NodeResult]
+    elapsed_s: float
+
+    @property
+    def failed(self) -> list[NodeResult]:
+        return [r for r in self.results if r.status in FAILED_STATUSES]
+
+    @property
+    def warned(self) -> list[NodeResult]:
+        return [r for r in self.results if r.status == "warn"]
+
+
+@dataclass
+class Gap:
+    pair: str
+    timeframe: str
+    start: datetime  # first missing bucket (UTC)
+    end: datetime  # end of the last missing bucket (UTC, exclusive)
+    missing_buckets: int
+
+
+def dbt_dir(settings: Settings) -> Path:
+    """dbt's working state (target/, logs/) for this ALPHADB_HOME."""
+    return settings.home / "dbt"
+
+
+def prepare_project(settings: Settings) -> Path:
+    """The dbt project for these settings, with the configured pairs' models generated (idempotent).
+
+    A mirror of dbt_alphadb/ under ALPHADB_HOME/dbt/project: runs with different pairs (tests, a
+    manual run beside the nightly one) never rewrite each other's generated models. Only changed
+    files are rewritten, so dbt's partial parsing keeps working.
+    """
+    project = dbt_dir(settings) / "project"
+    wanted: dict[Path, Path] = {}
+    for path in PROJECT_DIR.rglob("*"):
+        relative = path.relative_to(PROJECT_DIR)
+        if path.is_file() and relative.parts[0] not in UNCOPIED and not is_generated(path):
+            wanted[relative] = path
+    for relative, path in wanted.items():
+        copy = project / relative
+        data = path.read_bytes()
+        if not copy.exists() or copy.read_bytes() != data:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(data)
+    if project.exists():
+        for path in project.rglob("*"):
+            if path.is_file() and path.relative_to(project) not in wanted and not is_generated(path):
+                path.unlink()
+    sync_pair_models(settings.pairs, project)
+    return project
+
+
+def _dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def _environment(settings: Settings, connection: Connection, extra_env: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBT_", "POSTGRES_", "PG"))}
+    env.update(connection.environment())
+    env["DBT_ENV_SECRET_POSTGRES_PASSWORD"] = connection.password
+    # The password reaches dbt only through the scrubbed variable above (and libpq's PGPASSWORD).
+    env.pop("POSTGRES_PASSWORD", None)
+    state = dbt_dir(settings)
+    env.update(
+        {
+            "DBT_TARGET_PATH": str(state / "target"),
+            "DBT_LOG_PATH": str(state / "logs"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_USE_COLORS": "false",
+            "DBT_VERSION_CHECK": "false",
+        }
+    )
+    env.update(extra_env or {})
+    return env
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _short_name(unique_id: str) -> str:
+    # model.alphadb.int_candles_1h -> int_candles_1h; source.alphadb.coingecko.x -> coingecko.x
+    parts = unique_id.split(".")
+    return ".".join(parts[3:]) if parts[0] == "source" else parts[2] if len(parts) > 2 else unique_id
+
+
+def _stored_failures(connection: Connection, relation: str) -> list[str]:
+    """The first failing rows a test stored (its `store_failures` table), as text."""
+    try:
+        with connect(connection) as conn, conn.cursor() as cur:
+            cur.execute(f"select * from {relation} limit {SHOWN_FAILURES}")  # relation comes from dbt
+            columns = [c.name for c in cur.description]
+            return [", ".join(f"{c}={_plain(v)}" for c, v in zip(columns, row)) for row in cur.fetchall()]
+    except (AlphaDBError, psycopg2.Error):
+        return []
+
+
+def _plain(value: Any) -> str:
+    return value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
+
+
+def _results(connection: Connection, run_results: dict[str, Any] | None, sources: dict[str, Any] | None) -> list[NodeResult]:
+    results: list[NodeResult] = []
+    for item in (run_results or {}).get("results", []):
+        message = (item.get("message") or "").strip()
+        relation = item.get("relation_name")
+        if item.get("status") in ("fail", "warn") and relation and item.get("unique_id", "").startswith("test."):
+            rows = _stored_failures(connection, relation)
+            if rows:
+                message = f"{message}: " + "; ".join(rows)
+        results.append(NodeResult(_short_name(item.get("unique_id", "?")), item.get("status", "?"), message, item.get("failures")))
+    for item in (sources or {}).get("results", []):
+        status = item.get("status", "?")
+        if status == "runtime error":
+            message = item.get("error") or "freshness query failed"
+        else:
+            age = item.get("max_loaded_at_time_ago_in_s")
+            latest = item.get("max_loaded_at")
+            message = f"latest load {latest} ({age / 3600:.1f} h ago)" if age is not None else "no rows"
+        results.append(NodeResult(_short_name(item.get("unique_id", "?")), status, message, None))
+    return results
+
+
+def run_dbt(
+    settings: Settings,
+    connection: Connection,
+    args: list[str],
+    extra_env: Mapping[str, str] | None = None,
+) -> DbtOutcome:
+    """Run one dbt command (e.g. ["build"], ["run", "--full-refresh"]) and collect its node results.
+
+    `extra_env` overlays the child's environment (e.g. {"PGTZ": "America/Los_Angeles"}).
+    Raises AlphaDBError if dbt cannot run at all (not for failing models or tests).
+    """
+    project = prepare_project(settings)
+    state = dbt_dir(settings)
+    target = state / "target"
+    for artifact in ("run_results.json", "sources.json"):
+        (target / artifact).unlink(missing_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
+    command = [_dbt_executable(), *args, "--project-dir", str(project), "--profiles-dir", str(project)]
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            command,
+            env=_environment(settings, connection, extra_env),
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=DBT_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AlphaDBError(f"dbt {' '.join(args)} could not run: {type(exc).__name__}: {exc}") from None
+    elapsed = time.monotonic() - started
+    (state / "last_output.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    results = _results(connection, _read_json(target / "run_results.json"), _read_json(target / "sources.json"))
+    if proc.returncode not in (0, 1):  # 2: dbt itself failed (bad project, no connection, ...)
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise AlphaDBError(f"dbt {' '.join(args)} failed to run (exit {proc.returncode}):\n{tail}")
+    success = proc.returncode == 0 and not any(r.status in FAILED_STATUSES for r in results)
+    if proc.returncode == 1 and not results:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        results.append(NodeResult("dbt", "error", tail, None))
+    return DbtOutcome("dbt " + " ".join(args), success, results, elapsed)
+
+
+def run_models(settings: Settings, connection: Connection, full_refresh: bool = False) -> DbtOutcome:
+    """`dbt run`: build the candle models and marts (incrementally unless full_refresh)."""
+    return run_dbt(settings, connection, ["run", *(["--full-refresh"] if full_refresh else [])])
+
+
+def source_freshness(settings: Settings, connection: Connection) -> DbtOutcome:
+    """`dbt source freshness`: fails (status error) when the raw table's last load is too old."""
+    return run_dbt(settings, connection, ["source", "freshness"])
+
+
+def run_tests(settings: Settings, connection: Connection) -> DbtOutcome:
+    """`dbt test`: data tests (no gaps, candle sanity, recency, keys) and unit tests."""
+    return run_dbt(settings, connection, ["test"])
+
+
+def generate_docs(settings: Settings, connection: Connection, static: bool = True) -> Path:
+    """`dbt docs generate` (offline); returns the single-file static_index.html or the docs index.html."""
+    outcome = run_dbt(settings, connection, ["docs", "generate", *(["--static"] if static else [])])
+    if not outcome.success:
+        raise AlphaDBError("dbt docs generate failed: " + "; ".join(r.message for r in outcome.failed))
+    target = dbt_dir(settings) / "target"
+    page = target / ("static_index.html" if static else "index.html")
+    if not page.exists():
+        raise AlphaDBError(f"dbt docs generate wrote no {page.name}")
+    return page
+
+
+def find_gaps(connection: Connection) -> list[Gap]:
+    """The gaps the `gaps` model lists (runs of unsampled buckets beyond the tolerance); [] if not built."""
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('public.gaps')")
+        if cur.fetchone()[0] is None:
+            return []
+        cur.execute(
+            "select pair, timeframe, gap_start, gap_end, missing_buckets from public.gaps"
+            " order by pair, timeframe, gap_start"
+        )
+        return [Gap(*row) for row in cur.fetchall()]
