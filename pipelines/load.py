@@ -255,7 +255,9 @@ def load_range(
             backfill["complete"] = not any(remaining.values())
 
         # One dlt load per window step: an interruption loses at most the step in flight.
-        for step in range(max((len(w) for w in plans.values()), default=0)):
+        steps = max((len(w) for w in plans.values()), default=0)
+        for step in range(steps):
+            log.info(f"backfill step {step + 1}/{steps}", extra={"marker": "📊"})
             step_plan = {
                 pair: windows[step : step + 1]
                 for pair, windows in plans.items()

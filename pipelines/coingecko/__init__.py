@@ -79,7 +79,7 @@ def pair_tables(
 ) -> Iterator[pa.Table]:
     """Fetch and parse a pair's windows in order; stop at the first failing window."""
     history_limited = False
-    for window in windows:
+    for number, window in enumerate(windows, start=1):
         if history_limited:
             clamped = _clamp_to_history(window, now, 365)
             if clamped is None:
@@ -113,7 +113,7 @@ def pair_tables(
             progress.max_ts_ms = high if progress.max_ts_ms is None else max(progress.max_ts_ms, high)
             progress.min_ts_ms = low if progress.min_ts_ms is None else min(progress.min_ts_ms, low)
         log.info(
-            f"{pair.name} {window.label}: {table.num_rows} points",
+            f"{pair.name} {f'window {number}/{len(windows)} ' if len(windows) > 1 else ''}{window.label}: {table.num_rows} points",
             extra={"marker": "📊"},
         )
         if table.num_rows:
