@@ -1,0 +1,486 @@
+"""Fast tests of the nightly job's parts: alerts and pings over real loopback HTTP, the run lock,
+the quality report on a real PostgreSQL, heal planning, and the orchestration's exit codes with
+the loader and dbt replaced by fakes (the real end-to-end runs are in test_run_elt.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import types
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nightly_support import LOG_LINE, REPO_ROOT, WebhookReceiver, assert_log_format, log_lines
+from pipelines import alerts, heal, nightly, report, runlog
+from pipelines.config import Pair, load_settings
+from pipelines.errors import AlphaDBError, ConfigError, DatabaseUnavailable, LockHeld
+
+BTC = Pair("BTC/USDT", "bitcoin", "usd")
+ETH = Pair("ETH/USDT", "ethereum", "usd")
+SECRETS = {"key": "CG-secret-api-key-123", "password": "pg-s3cret-password", "hook": "/services/T000/B000/XXXXSECRET"}
+
+
+def make_settings(tmp_path: Path, **env: str):  # type: ignore[no-untyped-def]
+    base = {
+        "ALPHADB_ENV_FILE": str(tmp_path / "no.env"),
+        "ALPHADB_HOME": str(tmp_path / "home"),
+        "ALPHADB_LOG_FILE": str(tmp_path / "run.log"),
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PASSWORD": SECRETS["password"],
+        "ALPHADB_PAIRS": "BTC/USDT=bitcoin:usd,ETH/USDT=ethereum:usd",
+    }
+    base.update(env)
+    return load_settings(base)
+
+
+@pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    with WebhookReceiver() as rec:
+        yield rec
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():  # type: ignore[no-untyped-def]
+    yield
+    runlog.setup(None, stream=False)
+    runlog._secrets.clear()
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+def test_failure_text_has_host_step_code_and_tail_without_secrets(tmp_path: Path) -> None:
+    runlog.register_secrets(SECRETS.values())
+    tail = [f"[2025-06-13 02:00:0{i}] 📊 line {i}" for i in range(5)] + [f"❌ boom with {SECRETS['key']}"]
+    text = alerts.failure_text("Backfill", 1, [f"ETH/USDT failed: password {SECRETS['password']}"], tail, host="db-host-1")
+    assert "db-host-1" in text and "*Failed step:* Backfill" in text and "*Exit code:* 1" in text
+    assert "line 4" in text and "ETH/USDT failed" in text
+    assert not [s for s in SECRETS.values() if s in text]
+
+
+def test_failure_text_keeps_the_end_of_a_long_log() -> None:
+    tail = [f"line {i} " + "x" * 300 for i in range(20)]
+    text = alerts.failure_text("dbt run", 1, [], tail, host="h")
+    assert len(text) <= alerts.MAX_TEXT_CHARS
+    assert "line 19" in text and "line 0 " not in text
+
+
+def test_tail_log(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("".join(f"l{i}\n" for i in range(50)))
+    assert alerts.tail_log(log, 3) == ["l47", "l48", "l49"]
+    assert alerts.tail_log(tmp_path / "missing.log") == []
+
+
+def test_slack_alert_delivered_with_no_secret_and_url_never_logged(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    hook = receiver.url(SECRETS["hook"])
+    settings = make_settings(tmp_path, SLACK_WEBHOOK_URL=hook, COINGECKO_API_KEY=SECRETS["key"], COINGECKO_PLAN="demo")
+    runlog.setup(settings.log_file, stream=False)
+    runlog.register_secrets(settings.secrets())
+    runlog.line(runlog.ERROR, f"something failed for key {SECRETS['key']}")
+    alerts.notify_failure(settings, "Backfill (ETH/USDT)", 2, ["ETH/USDT: coin not found"])
+    [post] = receiver.posts(SECRETS["hook"])
+    text = post.json()["text"]
+    assert post.headers["Content-Type"] == "application/json"
+    assert "Backfill (ETH/USDT)" in text and "*Exit code:* 2" in text and "coin not found" in text
+    assert "something failed for key ***" in text
+    assert not [s for s in SECRETS.values() if s in text]
+    log = settings.log_file.read_text()
+    assert "Slack alert sent" in log
+    assert SECRETS["hook"] not in log and str(receiver.url()) not in log
+
+
+def test_undeliverable_alerts_are_warnings(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    receiver.status = 500
+    settings = make_settings(tmp_path, SLACK_WEBHOOK_URL=receiver.url(SECRETS["hook"]), ALPHADB_HEALTHCHECK_URL=receiver.url("/ping/abc"))
+    runlog.setup(settings.log_file, stream=False)
+    assert alerts.send_slack(settings, "hello") is False
+    assert alerts.ping(settings, "fail", "body") is False
+    # A closed port: connection refused, reported without the URL.
+    closed = make_settings(tmp_path, SLACK_WEBHOOK_URL=f"http://127.0.0.1:9{SECRETS['hook']}")
+    assert alerts.send_slack(closed, "hello", timeout=2) is False
+    lines = log_lines(settings.log_file)
+    assert_log_format(lines)
+    assert "⚠️ Slack alert could not be delivered (HTTP 500)" in lines[0]
+    assert "⚠️ Healthcheck fail ping could not be delivered (HTTP 500)" in lines[1]
+    assert "Slack alert could not be delivered (connection failed)" in lines[2]
+    assert SECRETS["hook"] not in "\n".join(lines)
+
+
+def test_healthcheck_ping_paths(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    settings = make_settings(tmp_path, ALPHADB_HEALTHCHECK_URL=receiver.url("/ping/uuid-1/"))
+    for kind in ("start", "success", "fail"):
+        assert alerts.ping(settings, kind, f"{kind} body")
+    assert [r.path for r in receiver.received] == ["/ping/uuid-1/start", "/ping/uuid-1", "/ping/uuid-1/fail"]
+    assert receiver.received[2].body == b"fail body"
+    with pytest.raises(ValueError):
+        alerts.ping(settings, "bogus")
+
+
+def test_nothing_sent_when_not_configured(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    assert alerts.send_slack(settings, "x") is False
+    assert alerts.ping(settings, "start") is False
+    alerts.notify_failure(settings, "x", 1)
+
+
+# -- the run lock ------------------------------------------------------------------------------
+
+def test_run_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "run.lock"
+    with nightly.run_lock(path):
+        assert path.read_text().strip() == str(os.getpid())
+        with pytest.raises(LockHeld, match=rf"PID {os.getpid()}.*nothing done"):
+            with nightly.run_lock(path):
+                pass
+    with nightly.run_lock(path):  # released
+        pass
+
+
+def test_run_lock_dies_with_its_process(tmp_path: Path) -> None:
+    path = tmp_path / "run.lock"
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; from pipelines import nightly\n"
+        "with nightly.run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path), str(REPO_ROOT)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockHeld, match=f"PID {holder.pid}"):
+            with nightly.run_lock(path):
+                pass
+        holder.send_signal(signal.SIGKILL)  # a crash: no cleanup code runs
+        holder.wait(10)
+        with nightly.run_lock(path):
+            pass
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+# -- the quality report on a real PostgreSQL ----------------------------------------------------
+
+@dataclass
+class FakeGap:
+    pair: str
+    timeframe: str
+    start: datetime
+    end: datetime
+    missing_buckets: int
+
+
+def _make_mart(conn: Any, name: str, start: datetime, step: timedelta, n: int, unsampled: set[int]) -> None:
+    from psycopg2 import sql
+
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "create table {} (ts timestamptz, open float8, high float8, low float8, close float8, volume float8,"
+                " market_cap float8, sample_count int, is_complete bool)"
+            ).format(sql.Identifier("public", name))
+        )
+        for i in range(n):
+            cur.execute(
+                sql.SQL("insert into {} values (%s, 1, 1, 1, 1, 1, 1, %s, true)").format(sql.Identifier("public", name)),
+                (start + i * step, 0 if i in unsampled else 3),
+            )
+
+
+def test_quality_report_on_real_tables(tmp_path: Path, database: Any) -> None:
+    from pipelines.database import connect
+
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    with connect(database) as conn:
+        _make_mart(conn, "ohlcv_btc_usdt", now - timedelta(hours=48), timedelta(hours=1), 48, {5, 20, 21, 22})
+        _make_mart(conn, "ohlcv_btc_usdt_1d", now.replace(hour=0) - timedelta(days=2), timedelta(days=1), 3, set())
+    settings = make_settings(tmp_path)
+    runlog.setup(settings.log_file, stream=False)
+    gap = FakeGap("BTC/USDT", "1h", now - timedelta(hours=28), now - timedelta(hours=26), 3)
+    code = report.log_report(settings, database, gaps=[gap])
+    assert code == 4  # a gap, and ETH/USDT has no tables
+    lines = log_lines(settings.log_file)
+    assert_log_format(lines)
+    text = "\n".join(lines)
+    assert "🔍 Data quality report" in text
+    header = next(line for line in lines if "records" in line and "latest" in line)
+    row = next(line for line in lines if "BTC/USDT  1h" in line)
+    assert row.index("48") < row.index(f"{now - timedelta(hours=48):%Y-%m-%d %H:%M}")
+    assert "⚠️" in row and "  4  " in row  # 4 forward-filled buckets, 1 gap: needs attention
+    assert "no table public.ohlcv_eth_usdt" in text
+    assert f"Gap BTC/USDT 1h {gap.start:%Y-%m-%d %H:%M} → {gap.end:%Y-%m-%d %H:%M} (3 missing buckets)" in text
+    assert re.search(r"📊 symbol +\| records \| latest\n.*📊 BTC/USDT \| +48 \| ", text)
+    # Aligned: every table line has its columns at the same offsets.
+    table = [line.split(" ", 3)[3] for line in lines if "USDT  1" in line or line.endswith(" lag")]
+    assert len(table) == 5
+    for column in ("records", "latest", "lag"):
+        header_end = table[0].index(column) + len(column)
+        assert all(len(t) >= header_end - 1 for t in table)
+    assert len({t.index(" 1") for t in table[1:]}) == 1 and table[0].index(" tf") == table[1].index(" 1")
+
+
+def test_guide_query_is_the_original_shape(database: Any) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(**database.psycopg_kwargs())
+    try:
+        text = report.guide_query([BTC, ETH]).as_string(conn)
+    finally:
+        conn.close()
+    assert text == (
+        "SELECT 'BTC/USDT' as symbol, COUNT(*) as records, MAX(ts) as latest FROM \"ohlcv_btc_usdt\" UNION ALL "
+        "SELECT 'ETH/USDT' as symbol, COUNT(*) as records, MAX(ts) as latest FROM \"ohlcv_eth_usdt\""
+    )
+
+
+def test_format_lag() -> None:
+    assert report.format_lag(timedelta(minutes=65)) == "1h05m"
+    assert report.format_lag(timedelta(days=2, hours=3)) == "2d03h"
+    assert report.format_lag(None) == "-"
+
+
+# -- heal planning -----------------------------------------------------------------------------
+
+def test_plan_ranges_pads_merges_and_caps_at_now() -> None:
+    t = datetime(2025, 6, 10, tzinfo=timezone.utc)
+    gaps = [
+        FakeGap("BTC/USDT", "1h", t + timedelta(hours=3), t + timedelta(hours=5), 3),
+        FakeGap("btc_usdt", "1h", t + timedelta(hours=7), t + timedelta(hours=9), 3),  # merges (padding overlaps)
+        FakeGap("ETH/USDT", "1d", t, t, 1),
+        FakeGap("DOGE/USDT", "1h", t, t, 5),  # not configured: ignored
+        FakeGap("ETH/USDT", "1h", t + timedelta(days=3), t + timedelta(days=3, hours=4), 5),  # capped at now
+    ]
+    now = t + timedelta(days=3, hours=5)
+    ranges = heal.plan_ranges(gaps, [BTC, ETH], now=now)
+    assert ranges == [
+        (BTC, t + timedelta(hours=1), t + timedelta(hours=12)),
+        (ETH, t - timedelta(hours=2), t + timedelta(days=1, hours=2)),
+        (ETH, t + timedelta(days=3) - timedelta(hours=2), now),
+    ]
+
+
+# -- the orchestration, with the loader and dbt replaced ------------------------------------
+
+@dataclass
+class Node:
+    name: str
+    status: str
+    message: str = ""
+    failures: int | None = None
+
+
+@dataclass
+class Outcome:
+    command: str
+    success: bool
+    results: list[Node] = field(default_factory=list)
+    elapsed_s: float = 0.1
+
+
+@dataclass
+class World:
+    """What the fake loader and dbt do; `gaps` shrink as `heals` say."""
+
+    load_errors: dict[str, AlphaDBError] = field(default_factory=dict)
+    db_error: AlphaDBError | None = None
+    models_ok: bool = True
+    tests_ok: list[bool] = field(default_factory=lambda: [True])
+    gaps: list[FakeGap] = field(default_factory=list)
+    fillable: bool = True
+    calls: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> World:
+    from pipelines import database
+
+    w = World()
+
+    @dataclass
+    class PairResult:
+        pair: Pair
+        points: int
+        requests: int
+        error: AlphaDBError | None = None
+
+    @dataclass
+    class LoadReport:
+        results: list[PairResult]
+
+        points = property(lambda self: sum(r.points for r in self.results))
+        requests = property(lambda self: sum(r.requests for r in self.results))
+        failed = property(lambda self: [r for r in self.results if r.error])
+        exit_code = property(lambda self: max((r.error.exit_code for r in self.failed), default=0))
+
+    def load_incremental(settings: Any, connection: Any, pairs: Any = None) -> LoadReport:
+        w.calls.append("load")
+        return LoadReport([PairResult(p, 0 if p.name in w.load_errors else 100, 2, w.load_errors.get(p.name)) for p in settings.pairs])
+
+    def load_range(settings: Any, connection: Any, start: datetime, end: datetime, pairs: Any = None, job: Any = None) -> LoadReport:
+        w.calls.append(f"load_range {pairs[0].name}")
+        if w.fillable:
+            w.gaps = [g for g in w.gaps if g.pair != pairs[0].name]
+        return LoadReport([PairResult(pairs[0], 12, 1)])
+
+    def run_models(settings: Any, connection: Any, full_refresh: bool = False) -> Outcome:
+        w.calls.append("dbt run")
+        return Outcome("dbt run", w.models_ok, [Node("ohlcv", "success" if w.models_ok else "error", "boom")])
+
+    def source_freshness(settings: Any, connection: Any) -> Outcome:
+        w.calls.append("freshness")
+        return Outcome("dbt source freshness", True, [Node("source.points", "pass")])
+
+    def run_tests(settings: Any, connection: Any) -> Outcome:
+        w.calls.append("dbt test")
+        ok = w.tests_ok.pop(0) if len(w.tests_ok) > 1 else w.tests_ok[0]
+        nodes = [Node("unique_ohlcv", "pass")] + ([] if ok else [Node("no_gaps_ohlcv_btc_usdt", "fail", "gap", 1)])
+        return Outcome("dbt test", ok, nodes)
+
+    def find_gaps(connection: Any) -> list[FakeGap]:
+        return list(w.gaps)
+
+    def check_database(connection: Any) -> int:
+        if w.db_error:
+            raise w.db_error
+        return 150004
+
+    monkeypatch.setitem(sys.modules, "pipelines.load", types.SimpleNamespace(load_incremental=load_incremental, load_range=load_range))
+    monkeypatch.setitem(
+        sys.modules,
+        "pipelines.transform",
+        types.SimpleNamespace(run_models=run_models, source_freshness=source_freshness, run_tests=run_tests, find_gaps=find_gaps),
+    )
+    monkeypatch.setattr(database, "resolve_connection", lambda settings: types.SimpleNamespace(dbname="market"))
+    monkeypatch.setattr(database, "check_database", check_database)
+    monkeypatch.setattr(report, "log_report", lambda settings, connection, gaps=None: w.calls.append("report") or 0)
+    return w
+
+
+def run_job(tmp_path: Path, receiver: WebhookReceiver, **env: str) -> tuple[int, list[str]]:
+    settings = make_settings(
+        tmp_path, SLACK_WEBHOOK_URL=receiver.url(SECRETS["hook"]), ALPHADB_HEALTHCHECK_URL=receiver.url("/hc"), **env
+    )
+    code = nightly.run(settings)
+    lines = log_lines(settings.log_file)
+    assert_log_format(lines)
+    return code, lines
+
+
+def test_success_path(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    code, lines = run_job(tmp_path, receiver)
+    assert code == 0
+    assert world.calls == ["load", "dbt run", "freshness", "dbt test", "report"]
+    assert "🕐 Starting daily backfill cron job" in lines[0]
+    assert "🏁 Daily backfill cron job completed successfully" in lines[-1] and "200 points, 4 requests" in lines[-1]
+    assert [r.path for r in receiver.received] == ["/hc/start", "/hc"]
+    text = "\n".join(lines)
+    for step in ("Environment check passed", "Database connectivity check passed", "Backfill passed", "dbt run passed", "Data quality checks passed"):
+        assert step in text
+
+
+def test_database_down_exits_3_and_alerts(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    world.db_error = DatabaseUnavailable("Database not accessible. Is AlphaDB stack running? (h:1: refused)")
+    code, lines = run_job(tmp_path, receiver)
+    assert code == 3 and world.calls == []
+    assert any(l.endswith("❌ Database not accessible. Is AlphaDB stack running? (h:1: refused)") for l in lines)
+    [alert] = receiver.posts(SECRETS["hook"])
+    assert "Database connectivity check" in alert.json()["text"] and "*Exit code:* 3" in alert.json()["text"]
+    assert [r.path for r in receiver.received if r.path.startswith("/hc")] == ["/hc/start", "/hc/fail"]
+
+
+def test_one_pair_fails_others_still_transform(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    world.load_errors["ETH/USDT"] = ConfigError("coin 'ethereum' not found on CoinGecko")
+    code, lines = run_job(tmp_path, receiver)
+    assert code == 2
+    assert world.calls[:2] == ["load", "dbt run"]
+    text = "\n".join(lines)
+    assert "ETH/USDT failed to load: coin 'ethereum' not found" in text and "✅ BTC/USDT: 100 points" in text
+    alert = receiver.posts(SECRETS["hook"])[0].json()["text"]
+    assert "Backfill (ETH/USDT)" in alert and "*Exit code:* 2" in alert
+
+
+def test_all_pairs_fail_skips_dbt(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    world.load_errors = {"BTC/USDT": AlphaDBError("unreachable"), "ETH/USDT": AlphaDBError("unreachable")}
+    code, lines = run_job(tmp_path, receiver)
+    assert code == 1 and world.calls == ["load"]
+    assert any("No pair loaded: skipping dbt" in l for l in lines)
+
+
+def test_dbt_run_failure_exits_1(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    world.models_ok = False
+    code, lines = run_job(tmp_path, receiver)
+    assert code == 1 and world.calls == ["load", "dbt run"]
+    assert any("dbt run failed: ohlcv error: boom" in l for l in lines)
+
+
+def test_gap_heals_then_retests(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    t = datetime(2025, 6, 10, 3, tzinfo=timezone.utc)
+    world.gaps = [FakeGap("BTC/USDT", "1h", t, t + timedelta(hours=2), 3)]
+    world.tests_ok = [False, True]
+    code, lines = run_job(tmp_path, receiver)
+    assert code == 0, "\n".join(lines)
+    assert world.calls == ["load", "dbt run", "freshness", "dbt test", "load_range BTC/USDT", "dbt run", "freshness", "dbt test", "report"]
+    text = "\n".join(lines)
+    assert "Gap healed: BTC/USDT 1h 2025-06-10 03:00 → 2025-06-10 05:00 (3 missing buckets)" in text
+    assert "Data quality re-checks passed" in text
+
+
+def test_unfillable_gap_exits_4_after_one_round(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    t = datetime(2025, 6, 10, 3, tzinfo=timezone.utc)
+    world.gaps = [FakeGap("BTC/USDT", "1h", t, t + timedelta(hours=2), 3)]
+    world.tests_ok = [False]
+    world.fillable = False
+    code, lines = run_job(tmp_path, receiver)
+    assert code == 4
+    # One round: the re-fetch changed nothing, so no second round and no pointless re-test.
+    assert world.calls == ["load", "dbt run", "freshness", "dbt test", "load_range BTC/USDT", "dbt run", "report"]
+    gap_text = "BTC/USDT 1h 2025-06-10 03:00 → 2025-06-10 05:00 (3 missing buckets)"
+    assert any(f"❌ Gap the source cannot fill: {gap_text}" in l for l in lines)
+    alert = receiver.posts(SECRETS["hook"])[0].json()["text"]
+    assert "*Exit code:* 4" in alert and gap_text in alert
+
+
+def test_bad_key_exits_2(tmp_path: Path, world: World, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.coingecko import client
+
+    def bad_ping(self: Any) -> None:
+        raise ConfigError("COINGECKO_API_KEY was rejected (error 10002): check the key")
+
+    monkeypatch.setattr(client.CoinGeckoClient, "ping", bad_ping)
+    code, lines = run_job(tmp_path, receiver, COINGECKO_API_KEY=SECRETS["key"], COINGECKO_PLAN="demo")
+    assert code == 2 and world.calls == []
+    assert any("❌ COINGECKO_API_KEY was rejected" in l for l in lines)
+    assert SECRETS["key"] not in json.dumps([r.body.decode() for r in receiver.received])
+
+
+def test_lock_held_exits_75_without_alert(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    settings = make_settings(tmp_path)
+    with nightly.run_lock(nightly.lock_path(settings)):
+        code, lines = run_job(tmp_path, receiver)
+    assert code == 75 and world.calls == [] and receiver.received == []
+    assert "⚠️ Another run is in progress" in lines[-1]
+
+
+def test_sigterm_is_an_alerted_failure(tmp_path: Path, world: World, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(settings: Any, connection: Any, pairs: Any = None) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(sys.modules["pipelines.load"], "load_incremental", interrupted)
+    code, lines = run_job(tmp_path, receiver)
+    assert code == 1
+    assert any("❌ Interrupted by SIGTERM" in l for l in lines)
+    assert receiver.posts(SECRETS["hook"])
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_log_line_pattern_matches_design_example() -> None:
+    assert LOG_LINE.match("[2025-06-13 02:00:01] 🕐 Starting daily backfill cron job")
+    assert LOG_LINE.match("[2025-06-13 02:00:01] ❌ Database not accessible. Is AlphaDB stack running?")
