@@ -145,7 +145,7 @@ class CoinGeckoClient:
                     self.base_url + path, params=params, timeout=(10, self.settings.request_timeout_s)
                 )
             except requests.Timeout:
-                wait, last_problem = self._backoff(attempt), f"no answer within {self.settings.request_timeout_s:.0f}s"
+                wait, last_problem = self._backoff(attempt), f"no answer within {self.settings.request_timeout_s:g}s"
             except requests.RequestException as exc:
                 wait, last_problem = self._backoff(attempt), f"cannot connect to {self._host()} ({type(exc).__name__})"
             else:
@@ -159,7 +159,7 @@ class CoinGeckoClient:
                 raise CoinGeckoError(
                     self._scrub(
                         f"CoinGecko {what}: {last_problem}; it asks to wait {wait:.0f}s, more than "
-                        f"COINGECKO_MAX_RETRY_AFTER_S={self.settings.max_retry_after_s:.0f}s. "
+                        f"COINGECKO_MAX_RETRY_AFTER_S={self.settings.max_retry_after_s:g}s. "
                         "Try again later or lower COINGECKO_RATE_LIMIT_PER_MIN."
                     )
                 )
@@ -171,7 +171,7 @@ class CoinGeckoClient:
         raise CoinGeckoError(
             self._scrub(
                 f"CoinGecko {what} failed after {attempt} attempt(s) within "
-                f"COINGECKO_RETRY_BUDGET_S={self.settings.retry_budget_s:.0f}s: {last_problem}"
+                f"COINGECKO_RETRY_BUDGET_S={self.settings.retry_budget_s:g}s: {last_problem}"
             )
         )
 
