@@ -50,15 +50,11 @@ def _model_sql(pair: Pair, timeframe: str) -> str:
 
 
 def _macro_sql(pairs: Sequence[Pair]) -> str:
-    items = [
-        {"name": p.name, "coin_id": p.coin_id, "vs_currency": p.vs_currency, "slug": p.slug} for p in pairs
-    ]
-    return (
-        f"{{# {HEADER} #}}\n"
-        "{% macro configured_pairs() %}\n"
-        f"    {{{{ return({json.dumps(items)}) }}}}\n"
-        "{% endmacro %}\n"
+    items = ",\n".join(
+        "        " + json.dumps({"name": p.name, "coin_id": p.coin_id, "vs_currency": p.vs_currency, "slug": p.slug})
+        for p in pairs
     )
+    return f"{{# {HEADER} #}}\n{{% macro configured_pairs() %}}\n    {{{{ return([\n{items}\n    ]) }}}}\n{{% endmacro %}}\n"
 
 
 def _properties_yml(pairs: Sequence[Pair]) -> str:

@@ -35,7 +35,7 @@ SHOWN_FAILURES = 5
 
 @dataclass
 class NodeResult:
-    name: str  # a model, test or source name, e.g. "int_candles_1h" or "source.alphadb.coingecko.market_chart_points"
+    name: str  # e.g. "int_candles_1h", "no_gaps_int_candles_1h_1h", "coingecko.market_chart_points", "int_candles_1h::<unit test>"
     status: str  # dbt's: success, error, skipped, pass, fail, warn, runtime error
     message: str
     failures: int | None
@@ -131,9 +131,16 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _short_name(unique_id: str) -> str:
-    # model.alphadb.int_candles_1h -> int_candles_1h; source.alphadb.coingecko.x -> coingecko.x
+    """model.alphadb.int_candles_1h -> int_candles_1h; source.alphadb.coingecko.t -> coingecko.t;
+    unit_test.alphadb.int_candles_1h.edges -> int_candles_1h::edges (as dbt prints it)."""
     parts = unique_id.split(".")
-    return ".".join(parts[3:]) if parts[0] == "source" else parts[2] if len(parts) > 2 else unique_id
+    if len(parts) < 3:
+        return unique_id
+    if parts[0] == "source":
+        return ".".join(parts[2:])
+    if parts[0] == "unit_test":
+        return "::".join(parts[2:])
+    return parts[2]
 
 
 def _stored_failures(connection: Connection, relation: str) -> list[str]:

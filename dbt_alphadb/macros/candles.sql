@@ -7,8 +7,8 @@
     on a bucket boundary and re-reads every point of the rebuilt buckets, so a bucket is never
     built from part of its points; the forward fill continues from the candle just before the
     rebuilt range (the anchor), so it stays right across the incremental edge. -#}
-{% macro build_candles(timeframe) -%}
-{%- set width = timeframe_width(timeframe) -%}
+{% macro build_candles(timeframe) %}
+    {% set width = timeframe_width(timeframe) %}
 with
 
 {% if is_incremental() -%}
@@ -61,6 +61,8 @@ anchor as (
     ) as previous on true
 ),
 
+    {%- endif %}
+
 points as (
     select
         stg.pair,
@@ -70,25 +72,12 @@ points as (
         stg.market_cap,
         stg.loaded_at
     from {{ ref('stg_coingecko__market_chart_points') }} as stg
+    {%- if is_incremental() %}
     inner join rebuild
         on stg.pair = rebuild.pair and stg.ts >= rebuild.from_ts
+    {%- endif %}
     where stg.price is not null
 ),
-
-{%- else %}
-points as (
-    select
-        stg.pair,
-        stg.ts,
-        stg.price,
-        stg.total_volume,
-        stg.market_cap,
-        stg.loaded_at
-    from {{ ref('stg_coingecko__market_chart_points') }} as stg
-    where stg.price is not null
-),
-
-{%- endif %}
 
 sampled as (
     select

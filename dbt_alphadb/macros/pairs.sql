@@ -12,18 +12,14 @@
 
 {#- The pairs as an inline relation (pair, coin_id, vs_currency), for joins. -#}
 {% macro pairs_relation() -%}
-    (
-        values
-        {%- for p in alphadb_pairs() %}
-            ('{{ p.name }}', '{{ p.coin_id }}', '{{ p.vs_currency }}'){{ "," if not loop.last }}
-        {%- endfor %}
-    )
+    (values {% for p in alphadb_pairs() -%}
+        ('{{ p.name }}', '{{ p.coin_id }}', '{{ p.vs_currency }}'){{ ", " if not loop.last }}
+    {%- endfor %})
 {%- endmacro %}
 
 {#- Removes candles of pairs no longer configured (used as a post-hook of the candle models). -#}
 {% macro delete_unconfigured_pairs() -%}
-    delete from {{ this }}
-    where pair not in (
-        {%- for p in alphadb_pairs() %}'{{ p.name }}'{{ ", " if not loop.last }}{% endfor -%}
-    )
+    {%- set names = [] -%}
+    {%- for p in alphadb_pairs() -%}{%- do names.append("'" ~ p.name ~ "'") -%}{%- endfor -%}
+    delete from {{ this }} where pair not in ({{ names | join(", ") }})
 {%- endmacro %}
