@@ -21,7 +21,6 @@ from pipelines.report import describe_gap, gap_pair_name
 
 MAX_ROUNDS = 2
 PADDING = timedelta(hours=2)  # a little context on each side so edge buckets get real samples
-TIMEFRAME_WIDTH = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}
 
 
 @dataclass
@@ -58,16 +57,16 @@ def find_pair(pairs: Sequence[Pair], gap: Any) -> Pair | None:
 def plan_ranges(
     gaps: Iterable[Any], pairs: Sequence[Pair], now: datetime | None = None, padding: timedelta = PADDING
 ) -> list[tuple[Pair, datetime, datetime]]:
-    """Padded, merged UTC ranges per pair covering every gap (end = end of the last missing bucket)."""
+    """Padded, merged UTC ranges per pair covering every gap (a Gap's end is exclusive: the end of
+    its last missing bucket)."""
     now = now or datetime.now(timezone.utc)
     spans: dict[Pair, list[tuple[datetime, datetime]]] = {}
     for gap in gaps:
         pair = find_pair(pairs, gap)
         if pair is None:
             continue
-        width = TIMEFRAME_WIDTH.get(str(gap.timeframe), timedelta(hours=1))
         start = _utc(gap.start) - padding
-        end = min(_utc(gap.end) + width + padding, now)
+        end = min(_utc(gap.end) + padding, now)
         if end > start:
             spans.setdefault(pair, []).append((start, end))
     ranges: list[tuple[Pair, datetime, datetime]] = []

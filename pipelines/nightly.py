@@ -146,21 +146,31 @@ class Job:
         from pipelines.load import load_incremental
 
         settings = self.settings
-        with self.step("Backfill", f"Running backfill for last {settings.backfill_days} days...") as details:
+        self.step_name = "Backfill"
+        runlog.line(runlog.RUNNING, f"Running backfill for last {settings.backfill_days} days...")
+        started = time.monotonic()
+        try:
             report = load_incremental(settings, connection)
-            for result in report.results:
-                if result.error is None:
-                    runlog.line(runlog.OK, f"{result.pair.name}: {result.points} points, {result.requests} requests")
-            self.points += report.points
-            self.requests += report.requests
-            details["points"] = report.points
-            details["requests"] = report.requests
-            details["pairs loaded"] = f"{len(report.results) - len(report.failed)}/{len(report.results)}"
-        for result in report.failed:
-            error = result.error
-            code = getattr(error, "exit_code", EXIT_FAILURE) or EXIT_FAILURE
-            self.fail(code, f"{result.pair.name} failed to load: {error}", step=f"Backfill ({result.pair.name})")
-        if report.failed and len(report.failed) == len(report.results):
+        except AlphaDBError as exc:
+            self.fail(exc.exit_code, f"Backfill failed after {time.monotonic() - started:.1f}s: {exc}")
+            raise
+        self.points += report.points
+        self.requests += report.requests
+        for result in report.results:
+            if result.error is None:
+                runlog.line(runlog.OK, f"{result.pair.name}: {result.points} points, {result.requests} requests")
+            else:
+                code = getattr(result.error, "exit_code", EXIT_FAILURE) or EXIT_FAILURE
+                self.fail(code, f"{result.pair.name} failed to load: {result.error}", step=f"Backfill ({result.pair.name})")
+        elapsed = f"{time.monotonic() - started:.1f}s"
+        loaded = len(report.results) - len(report.failed)
+        totals = f"{report.points} points, {report.requests} requests, {loaded}/{len(report.results)} pairs"
+        if not report.failed:
+            runlog.line(runlog.OK, f"Backfill completed successfully in {elapsed}: {totals}")
+            return True
+        names = ", ".join(r.pair.name for r in report.failed)
+        runlog.line(runlog.ERROR, f"Backfill failed for {names} in {elapsed}: {totals}")
+        if loaded == 0:
             runlog.line(runlog.ERROR, "No pair loaded: skipping dbt")
             return False
         return True
@@ -202,17 +212,27 @@ class Job:
         """Heal gaps; returns the gaps the source could not fill and how many were healed."""
         from pipelines.heal import heal_gaps
 
-        with self.step("Gap heal", f"Healing {len(gaps)} gap(s)...") as details:
+        self.step_name = "Gap heal"
+        runlog.line(runlog.RUNNING, f"Healing {len(gaps)} gap(s)...")
+        started = time.monotonic()
+        try:
             result = heal_gaps(self.settings, connection, gaps)
-            healed = len(result.found) - len(result.remaining)
-            self.points += result.points
-            self.requests += result.requests
-            details["gaps"] = len(result.found)
-            details["healed"] = healed
-            details["points"] = result.points
-            details["requests"] = result.requests
+        except AlphaDBError as exc:
+            self.fail(exc.exit_code, f"Gap heal failed after {time.monotonic() - started:.1f}s: {exc}")
+            raise
+        healed = len(result.found) - len(result.remaining)
+        self.points += result.points
+        self.requests += result.requests
         for message in result.failures:
             self.failures.append(Failure("Gap heal", EXIT_FAILURE, message))
+        summary = (
+            f"in {time.monotonic() - started:.1f}s: {healed}/{len(result.found)} gap(s) healed in {result.rounds} round(s),"
+            f" {result.points} points, {result.requests} requests"
+        )
+        if result.remaining or result.failures:
+            runlog.line(runlog.ERROR, f"Gap heal incomplete {summary}")
+        else:
+            runlog.line(runlog.OK, f"Gap heal completed {summary}")
         return result.remaining, healed
 
     def report(self, connection: Any, gaps: list[Any]) -> None:

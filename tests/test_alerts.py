@@ -253,14 +253,14 @@ def test_plan_ranges_pads_merges_and_caps_at_now() -> None:
     gaps = [
         FakeGap("BTC/USDT", "1h", t + timedelta(hours=3), t + timedelta(hours=5), 3),
         FakeGap("btc_usdt", "1h", t + timedelta(hours=7), t + timedelta(hours=9), 3),  # merges (padding overlaps)
-        FakeGap("ETH/USDT", "1d", t, t, 1),
-        FakeGap("DOGE/USDT", "1h", t, t, 5),  # not configured: ignored
+        FakeGap("ETH/USDT", "1d", t, t + timedelta(days=1), 1),
+        FakeGap("DOGE/USDT", "1h", t, t + timedelta(hours=5), 5),  # not configured: ignored
         FakeGap("ETH/USDT", "1h", t + timedelta(days=3), t + timedelta(days=3, hours=4), 5),  # capped at now
     ]
     now = t + timedelta(days=3, hours=5)
     ranges = heal.plan_ranges(gaps, [BTC, ETH], now=now)
     assert ranges == [
-        (BTC, t + timedelta(hours=1), t + timedelta(hours=12)),
+        (BTC, t + timedelta(hours=1), t + timedelta(hours=11)),
         (ETH, t - timedelta(hours=2), t + timedelta(days=1, hours=2)),
         (ETH, t + timedelta(days=3) - timedelta(hours=2), now),
     ]
@@ -381,7 +381,7 @@ def test_success_path(tmp_path: Path, world: World, receiver: WebhookReceiver) -
     assert "🏁 Daily backfill cron job completed successfully" in lines[-1] and "200 points, 4 requests" in lines[-1]
     assert [r.path for r in receiver.received] == ["/hc/start", "/hc"]
     text = "\n".join(lines)
-    for step in ("Environment check passed", "Database connectivity check passed", "Backfill passed", "dbt run passed", "Data quality checks passed"):
+    for step in ("Environment check passed", "Database connectivity check passed", "Backfill completed successfully", "dbt run passed", "Data quality checks passed"):
         assert step in text
 
 
