@@ -299,3 +299,33 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def settings_env(database: Connection, tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
+    """Environment for in-process Settings against a test database (isolated from the repo's .env)."""
+    env = {
+        "ALPHADB_ENV_FILE": str(tmp_path / "absent.env"),
+        "ALPHADB_HOME": str(tmp_path / "home"),
+        "ALPHADB_LOG_FILE": str(tmp_path / "alphadb.log"),
+        "COINGECKO_BASE_URL": base_url,
+        "COINGECKO_RATE_LIMIT_PER_MIN": "100000",
+        "COINGECKO_MAX_RETRY_AFTER_S": "5",
+        "COINGECKO_RETRY_BUDGET_S": "5",
+        "POSTGRES_HOST": database.host,
+        "POSTGRES_PORT": str(database.port),
+        "POSTGRES_USER": database.user,
+        "POSTGRES_PASSWORD": database.password,
+        "POSTGRES_DB": database.dbname,
+    }
+    env.update(extra)
+    return env
+
+
+def loaded_line_rate(text: str) -> tuple[int, float, float] | None:
+    """(points, seconds, points/s) from the CLI's closing `loaded N points ... in Xs (R points/s)` line."""
+    import re
+
+    match = re.search(r"loaded (\d+) points in \d+ request\(s\) in ([\d.]+)s \(([\d,]+) points/s\)", text)
+    if not match:
+        return None
+    return int(match[1]), float(match[2]), float(match[3].replace(",", ""))
