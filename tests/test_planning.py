@@ -41,7 +41,16 @@ def test_365_day_backfill_is_six_requests_public_plan() -> None:
     assert_covers(windows, NOW - 365 * DAY + HISTORY_LIMIT_MARGIN, NOW)
     assert [w.live for w in windows] == [False] * 5 + [True]
     assert windows[-1].start == NOW - DAY
-    assert all(w.end - w.start == MAX_RANGE_WINDOW for w in windows[1:5])
+    assert sum(w.end - w.start < MAX_RANGE_WINDOW for w in windows[:5]) == 1  # one partial /range window
+
+
+def test_resumed_plan_keeps_the_remaining_window_boundaries() -> None:
+    """Resuming from the end of a done window re-plans the same windows: no extra sliver request."""
+    original = plan_windows(NOW - 365 * DAY, NOW, NOW, history_days=None)
+    later = NOW + timedelta(seconds=40)  # the resumed run starts a little later
+    resumed = plan_windows(original[1].end, later, later, history_days=None)
+    assert len(resumed) == len(original) - 2
+    assert resumed[:2] == original[2:4]
 
 
 def test_365_day_backfill_pro_plan_is_not_clamped() -> None:

@@ -57,10 +57,12 @@ def plan_windows(start: datetime, end: datetime, now: datetime, history_days: in
         # The range reaches now: the last day comes at 5-minute granularity in one request.
         windows.append(RequestWindow(max(start, live_start), now, live=True))
         range_end = live_start
-    cursor = range_end
+    # Full windows from the start forward, the partial one last: a resumed backfill (which starts
+    # where the last done window ended) re-plans the same boundaries instead of adding a sliver.
+    cursor = start
     older: list[RequestWindow] = []
-    while cursor > start:
-        window_start = max(start, cursor - MAX_RANGE_WINDOW)
-        older.append(RequestWindow(window_start, cursor))
-        cursor = window_start
-    return list(reversed(older)) + windows
+    while cursor < range_end:
+        window_end = min(range_end, cursor + MAX_RANGE_WINDOW)
+        older.append(RequestWindow(cursor, window_end))
+        cursor = window_end
+    return older + windows
