@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, Sequence
 
 import dlt
@@ -99,7 +99,19 @@ def pair_tables(
                     continue
                 window = clamped
                 body = _fetch(client, pair, window)
-            table = parse_market_chart(body, pair, window.start, window.end, loaded_at, f"{pair.name} {window.label}")
+            # A live window ends at the server's "now" (the moment it answered), not at the `now` this
+            # run planned with: keep the trailing live point and any point served since.
+            until = max(window.end, datetime.now(timezone.utc)) if window.live else window.end
+            table = parse_market_chart(body, pair, window.start, until, loaded_at, f"{pair.name} {window.label}")
+            if not table.num_rows and not window.live:
+                # An empty answer for a past window is usually a glitch at the source: ask once more
+                # before accepting it (a coin listed later has no points there, and says so twice).
+                body = _fetch(client, pair, window)
+                table = parse_market_chart(body, pair, window.start, window.end, loaded_at, f"{pair.name} {window.label}")
+                if not table.num_rows:
+                    message = f"CoinGecko {pair.name} {window.label}: no points, twice (not listed yet, or a gap at the source)"
+                    progress.warnings.append(message)
+                    log.warning(message, extra={"marker": "⚠️"})
         except AlphaDBError as exc:
             progress.requests += client.requests_made - before
             progress.error = exc
