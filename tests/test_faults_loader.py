@@ -173,3 +173,216 @@ def test_sigkill_backfill_then_resume(phase: str, alphadb_env: dict[str, str], d
         recovery=f"next backfill resumed ({recovery_requests} of 6 window requests), pending before: "
         + (", ".join(f"{k}={len(v)}" for k, v in killed_state.items() if k != "loaded" and v) or "none"),
     )
+
+
+def _incremental_predicate(phase: str, home: Path, simulator: Any) -> Any:
+    if phase == "extract":
+        seen: dict[str, float] = {}
+
+        def in_extract() -> Any:
+            done = len(ok_data_requests(simulator))
+            if done >= 2 and "at" not in seen:
+                seen["at"] = time.monotonic()  # BTC fetched; ETH's first request is in flight (slow)
+            if "at" in seen and time.monotonic() - seen["at"] > 0.2 and not packages(home)["new"]:
+                return f"extract: HTTP request {done + 1} in flight, nothing normalized yet"
+            return None
+
+        return in_extract
+
+    def in_merge() -> Any:
+        jobs = [p for p in started_jobs(home) if p.name.startswith("market_chart_points.") and p.name.endswith(".sql")]
+        return f"load: MERGE into the final table running ({jobs[0].name})" if jobs else None
+
+    return in_merge
+
+
+@pytest.mark.parametrize("phase", ["extract", "load_merge"])
+def test_sigkill_nightly_load_then_next_load(
+    phase: str, alphadb_env: dict[str, str], database: Any, simulator: Any, pg_admin_uri: str, pg_role: Any, tmp_path: Path
+) -> None:
+    """`alphadb load` killed; the next `alphadb load` finishes/discards the package and loads new data."""
+    now_s = float(int(time.time()))
+    simulator.configure(now=now_s)  # the simulator's data stops at a fixed instant: runs compare exactly
+    ref = TempDatabase(pg_admin_uri, pg_role, database)
+    try:
+        result = run_cli(env_for(alphadb_env, ref.connection, tmp_path / "ref-home"), "load")
+        assert result.returncode == 0, output(result)
+        reference = staging_rows(ref.connection)
+    finally:
+        ref.drop()
+    home = Path(alphadb_env["ALPHADB_HOME"])
+    if phase == "extract":
+        simulator.add_fault({"kind": "slow", "delay_s": 0.5})
+    hit = None
+    for attempt in range(3):
+        proc = start_cli(alphadb_env, "load")
+        hit = kill_when(proc, _incremental_predicate(phase, home, simulator), timeout=120, interval=0.002)
+        if hit:
+            break
+    assert hit, f"never caught the {phase} phase"
+    simulator.clear_faults()
+    time.sleep(0.6)
+    pending = {k: len(v) for k, v in packages(home).items() if k != "loaded" and v}
+    simulator.clear_requests()
+
+    result = run_cli(alphadb_env, "load")
+    assert result.returncode == 0, output(result)
+    if pending:
+        assert "interrupted" in output(result), output(result)
+    # The same invocation went on to extract new data (dlt alone would stop after the pending package).
+    assert len(ok_data_requests(simulator)) >= 2, output(result)
+    low = int((now_s - 2 * 86400 + 600) * 1000)
+    lost, dups = compare(set(reference), staging_keys(database), low_ms=low)
+    rows = staging_rows(database)
+    differing = sum(1 for k, v in reference.items() if k in rows and rows[k] != v)
+    assert (lost, dups, differing) == (0, 0, 0)
+    cursors = dlt_cursors(database)
+    assert set(cursors) == {"BTC/USDT", "ETH/USDT"}
+    assert all(abs(c - now_s * 1000) <= 1000 for c in cursors.values()), cursors
+    record(
+        f"SIGKILL nightly load during {phase}",
+        f"`alphadb load` killed with SIGKILL when: {hit}",
+        runs_survived=1,
+        points_lost=lost,
+        duplicates=dups,
+        values_differing=differing,
+        recovery="next `alphadb load` " + ("finished the pending package, then" if pending else "")
+        + f" loaded new data in the same run; pending before: {pending or 'none'}",
+    )
+
+
+# --- 3. API faults -------------------------------------------------------------------------------
+
+SHORT_START = TODAY - timedelta(days=30)
+SHORT_END = TODAY - timedelta(days=21)
+SHORT_ARGS = ("backfill", "--start", SHORT_START.isoformat(), "--end", SHORT_END.isoformat())
+WINDOW_TEXT = f"{SHORT_START:%Y-%m-%d} 00:00..{SHORT_END + timedelta(days=1):%Y-%m-%d} 00:00 UTC"
+HOURS = 10 * 24
+
+# fault (permanent, on one coin) -> what that pair's error line must say
+FATAL_FAULTS = {
+    "5xx_storm": ({"kind": "server_error", "status": 503}, "HTTP 503"),
+    "html_page": ({"kind": "html", "status": 503}, "rate limited (HTTP 503)"),  # Cloudflare's 1015 page
+    "truncated_json": ({"kind": "truncated_json"}, "not valid JSON"),
+    "connection_drop": ({"kind": "truncated_json", "mode": "connection_drop"}, "failed after"),
+    "slow_past_timeout": ({"kind": "slow", "delay_s": 2.0}, "no answer within"),
+    "wrong_types_strings": ({"kind": "wrong_types", "variant": "strings"}, "malformed data"),
+    "wrong_types_missing_prices": ({"kind": "wrong_types", "variant": "missing_prices"}, "unexpected response shape"),
+    "wrong_types_not_list": ({"kind": "wrong_types", "variant": "not_list"}, "malformed data"),
+    "429_above_cap": ({"kind": "rate_limit", "retry_after": "600"}, "more than COINGECKO_MAX_RETRY_AFTER_S"),
+    "429_zero_wait_storm": ({"kind": "rate_limit", "retry_after": "0"}, "after 6 attempt(s)"),
+}
+TRANSIENT_FAULTS = {
+    "429_below_cap": {"kind": "rate_limit", "retry_after": "2", "count": 2},
+    "429_http_date": {"kind": "rate_limit", "retry_after_http_date": 2, "count": 1},
+    "5xx_burst": {"kind": "server_error", "status": 502, "count": 2},
+    "html_burst": {"kind": "html", "status": 429, "count": 1},
+    "truncated_once": {"kind": "truncated_json", "count": 1},
+}
+
+
+def _fault_pairs(names: list[str]) -> dict[str, tuple[str, str]]:
+    """fault name -> (pair name, coin id): one simulator coin per fault, plus BTC/ETH clean."""
+    return {name: (f"C{i + 1:02d}/USD", f"coin-{i + 1:02d}") for i, name in enumerate(names)}
+
+
+def test_fatal_api_faults_each_isolated_to_its_pair(alphadb_env: dict[str, str], database: Any, simulator: Any) -> None:
+    """Ten faulty pairs, each with its own permanent fault, and two clean ones in one backfill."""
+    names = sorted(FATAL_FAULTS)
+    pairs = _fault_pairs(names)
+    for name, (_, coin) in pairs.items():
+        simulator.add_fault({**FATAL_FAULTS[name][0], "coin": coin})
+    pair_conf = ",".join(f"{p}={c}:usd" for p, c in pairs.values()) + ",BTC/USDT=bitcoin:usd,ETH/USDT=ethereum:usd"
+    env = {**alphadb_env, "ALPHADB_PAIRS": pair_conf, "COINGECKO_RETRY_BUDGET_S": "1.5",
+           "COINGECKO_TIMEOUT_S": "0.5", "COINGECKO_MAX_RETRY_AFTER_S": "5"}
+    started = time.monotonic()
+    result = run_cli(env, *SHORT_ARGS)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, output(result)
+    assert "Traceback" not in output(result)
+    stored = counts(database)
+    for coin in ("bitcoin", "ethereum"):  # the clean pairs loaded, whole
+        assert stored[coin][0] == stored[coin][1] and abs(stored[coin][0] - HOURS) <= 1, stored
+    problems = []
+    for name, (pair, coin) in pairs.items():
+        expected = FATAL_FAULTS[name][1]
+        errors = [line for line in error_lines(result) if f"❌ {pair}:" in line]
+        requests = len(data_requests(simulator, coin))
+        if not (errors and expected in errors[0] and WINDOW_TEXT in errors[0]):
+            problems.append(f"{name}: {errors}")
+        if not 1 <= requests <= 6:  # bounded retries (MAX_ATTEMPTS), within the retry budget
+            problems.append(f"{name}: {requests} requests")
+        if coin in stored:  # nothing of a malformed or failed response is committed
+            problems.append(f"{name}: {stored[coin]} rows stored")
+        record(
+            f"API: {name}",
+            f"simulator fault `{FATAL_FAULTS[name][0]}` on every request of one pair, in a 12-pair backfill",
+            runs_survived=1,
+            points_lost=0,
+            duplicates=0,
+            outcome=f"exit 1; {requests} request(s); `{errors[0].split('❌ ', 1)[-1][:150] if errors else '?'}`; "
+            f"the 2 clean pairs loaded {stored['bitcoin'][0]}+{stored['ethereum'][0]} points, 0 rows from the faulty pair",
+        )
+    assert not problems, "\n".join(problems) + "\n" + output(result)
+    assert elapsed < 60
+
+
+def test_transient_api_faults_are_retried(alphadb_env: dict[str, str], database: Any, simulator: Any) -> None:
+    names = sorted(TRANSIENT_FAULTS)
+    pairs = _fault_pairs(names)
+    for name, (_, coin) in pairs.items():
+        simulator.add_fault({**TRANSIENT_FAULTS[name], "coin": coin})
+    env = {**alphadb_env, "ALPHADB_PAIRS": ",".join(f"{p}={c}:usd" for p, c in pairs.values()),
+           "COINGECKO_RETRY_BUDGET_S": "20", "COINGECKO_MAX_RETRY_AFTER_S": "5"}
+    started = time.monotonic()
+    result = run_cli(env, *SHORT_ARGS)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, output(result)
+    stored = counts(database)
+    for name, (pair, coin) in pairs.items():
+        spec = TRANSIENT_FAULTS[name]
+        requests = data_requests(simulator, coin)
+        assert len(requests) == spec["count"] + 1, (name, len(requests))
+        if spec["kind"] == "rate_limit":  # Retry-After honoured: the retry came after the wait
+            gap = requests[-1]["time"] - requests[0]["time"]
+            # a delta of 2 s, or an HTTP date 2 s ahead (whole seconds: at least 1 s from now)
+            assert gap >= (1.8 * spec["count"] if "retry_after" in spec else 0.9), (name, gap)
+        assert stored[coin][0] == stored[coin][1] and abs(stored[coin][0] - HOURS) <= 1, (name, stored)
+        record(
+            f"API: {name} (recovers)",
+            f"simulator fault `{spec}` on one pair, then normal answers",
+            runs_survived=1,
+            points_lost=0,
+            duplicates=stored[coin][0] - stored[coin][1],
+            outcome=f"exit 0 after {len(requests)} requests, all {stored[coin][0]} points of the window loaded",
+        )
+    assert elapsed < 60
+
+
+def test_empty_response_for_one_window(alphadb_env: dict[str, str], database: Any, simulator: Any) -> None:
+    """An empty 200 for a past window is asked once more; if it stays empty, a warning names pair and window."""
+    simulator.add_fault({"kind": "empty", "coin": "bitcoin", "count": 1})
+    result = run_cli(alphadb_env, *SHORT_ARGS)
+    assert result.returncode == 0, output(result)
+    stored = counts(database)
+    assert stored["bitcoin"] == stored["ethereum"] and abs(stored["bitcoin"][0] - HOURS) <= 1, output(result)
+    assert len(data_requests(simulator, "bitcoin")) == 2
+
+    # The source keeps answering nothing for that window (e.g. a coin listed later): a clear warning.
+    simulator.clear_requests()
+    simulator.add_fault({"kind": "empty", "coin": "ethereum"})
+    other = {**alphadb_env, "ALPHADB_PAIRS": "ETH/USDT=ethereum:usd,SOL/USDT=solana:usd"}
+    result = run_cli(other, "backfill", "--start", (SHORT_START - timedelta(days=20)).isoformat(), "--end", SHORT_END.isoformat())
+    warnings = [line for line in output(result).splitlines() if "⚠️" in line and "ETH/USDT" in line and "no points" in line]
+    assert result.returncode == 0 and warnings, output(result)
+    assert len(data_requests(simulator, "ethereum")) == 2  # one retry, bounded
+    assert counts(database)["solana"][0] > 0
+    record(
+        "API: empty response for one window",
+        "simulator `empty` fault: once (glitch), then permanently for one pair",
+        runs_survived=2,
+        points_lost=0,
+        duplicates=0,
+        outcome="a glitch is re-asked once and loads everything; a window that stays empty logs "
+        f"`{warnings[0].split('⚠️ ', 1)[-1][:110]}` and loads nothing for it; the other pair loads",
+    )
