@@ -1,0 +1,169 @@
+"""Candle semantics end to end on a real PostgreSQL with real dbt runs: holes and gaps, OHLC from
+5-minute points, incremental runs equal to a full refresh, and any session time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from dbt_support import (
+    UTC,
+    dbt_settings,
+    delete_points,
+    fetch,
+    hourly_points,
+    marts,
+    upsert_points,
+)
+from pipelines import transform
+from pipelines.database import Connection
+
+HOUR = timedelta(hours=1)
+NO_RECENCY = ["--exclude", "test_name:recency_per_pair"]  # fixed historical data
+
+
+def failed(outcome: transform.DbtOutcome) -> dict[str, str]:
+    return {r.name: r.message for r in outcome.failed}
+
+
+def test_holes_are_filled_and_gaps_fail_naming_pair_and_range(database: Connection, tmp_path: Path) -> None:
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - 48 * HOUR
+    btc = hourly_points("BTC/USDT", start, 48, per_hour=12)  # 5-minute points
+    eth = hourly_points("ETH/USDT", start, 48, base=10.0)
+    upsert_points(database, btc + eth)
+    hole = start + 10 * HOUR
+    assert delete_points(database, "BTC/USDT", hole, hole + HOUR) == 12
+    settings = dbt_settings(tmp_path / "home")
+
+    built = transform.run_dbt(settings, database, ["build"])
+    assert built.success, failed(built)
+    assert {r.status for r in built.results if r.name.startswith(("no_gaps_", "recency_per_pair_"))} == {"pass"}
+    rows = {r[0]: r for r in fetch(database, "select ts, open, high, low, close, volume, market_cap, sample_count,"
+                                             " is_complete from public.ohlcv_btc_usdt order by ts")}
+    assert len(rows) == 48
+    # an hour without points: forward-filled from the previous close, flagged, no gap
+    previous, filled = rows[hole - HOUR], rows[hole]
+    assert filled[1:5] == (previous[4],) * 4 and filled[5:7] == previous[5:7] and filled[7] == 0
+    # an hourly candle from twelve 5-minute points
+    bucket = start + 5 * HOUR
+    in_bucket = sorted(p for p in btc if bucket <= p[1] < bucket + HOUR)
+    prices = [p[2] for p in in_bucket]
+    assert len(prices) == 12 and len(set(prices)) > 3
+    assert rows[bucket][1:5] == (prices[0], max(prices), min(prices), prices[-1])
+    assert rows[bucket][5:8] == (in_bucket[-1][4], in_bucket[-1][3], 12)
+    assert [r[8] for r in rows.values()].count(False) == 1
+    assert transform.find_gaps(database) == []
+    assert transform.source_freshness(settings, database).success
+
+    # three consecutive hours missing for ETH/USDT: a gap. A configured pair without any point
+    # (SOL/USDT) fails the recency test.
+    gap = start + 20 * HOUR
+    assert delete_points(database, "ETH/USDT", gap, gap + 3 * HOUR) == 3
+    settings = dbt_settings(tmp_path / "home", pairs=("BTC/USDT", "ETH/USDT", "SOL/USDT"))
+    # as the nightly job does: run (here from scratch: deleted points are no new load), then test
+    assert transform.run_models(settings, database, full_refresh=True).success
+    tested = transform.run_tests(settings, database)
+    assert not tested.success
+    failures = failed(tested)
+    assert set(failures) == {"no_gaps_int_candles_1h_1h", "recency_per_pair_int_candles_1h_1h",
+                             "recency_per_pair_int_candles_1d_1d"}, failures
+    no_gaps = failures["no_gaps_int_candles_1h_1h"]
+    assert "pair=ETH/USDT" in no_gaps and "problem=gap" in no_gaps and "missing_buckets=3" in no_gaps
+    assert f"gap_start={gap.isoformat(sep=' ')}" in no_gaps and f"gap_end={(gap + 3 * HOUR).isoformat(sep=' ')}" in no_gaps
+    assert "BTC/USDT" not in no_gaps
+    assert "pair=SOL/USDT, latest_complete_ts=None" in failures["recency_per_pair_int_candles_1h_1h"]
+    assert transform.find_gaps(database) == [transform.Gap("ETH/USDT", "1h", gap, gap + 3 * HOUR, 3)]
+    assert fetch(database, "select count(*) from public.ohlcv_sol_usdt") == [(0,)]
+
+
+def test_incremental_runs_equal_a_full_refresh(database: Connection, tmp_path: Path) -> None:
+    settings = dbt_settings(tmp_path / "home")
+    pairs = ("BTC/USDT", "ETH/USDT")
+    t0 = datetime(2024, 3, 8, 20, 7, tzinfo=UTC)  # crosses UTC midnights and the US DST change
+    loaded = datetime(2024, 3, 12, tzinfo=UTC)
+
+    def corrected(points, bump):  # the source revised these prices
+        return [(p, ts, price + bump, cap, vol) for p, ts, price, cap, vol in points]
+
+    btc = hourly_points("BTC/USDT", t0, 50)  # one point an hour: btc[h] is in hour h
+    eth = hourly_points("ETH/USDT", t0, 61, per_hour=3, base=10.0)  # eth[3h:3h+3] are in hour h
+    hour0 = t0.replace(minute=0)
+    batches = [
+        btc[0:30] + eth[0:30],
+        # an overlap re-served unchanged, three hours corrected, hour 40 not served yet, ETH with a
+        # two-hour hole (hours 15 and 16)
+        btc[25:28] + corrected(btc[28:31], 0.5) + btc[31:40] + btc[41:50] + eth[30:45] + eth[51:93],
+        # a late backfill of hour 40 (with an overlap), new ETH hours, a point without price, a
+        # 5-minute tail
+        btc[36:41] + eth[93:183] + [("ETH/USDT", hour0 + 61 * HOUR + timedelta(minutes=1), None, None, None)]
+        + hourly_points("BTC/USDT", hour0 + 50 * HOUR, 2, per_hour=12),
+        # a correction deep in history and a live point
+        corrected(btc[3:4], -2.0) + [("BTC/USDT", hour0 + 51 * HOUR + timedelta(minutes=58, seconds=3), 151.5, 1.0, 2.0)],
+    ]
+    for number, batch in enumerate(batches):
+        upsert_points(database, batch, loaded_at=loaded + number * 3 * HOUR)
+        outcome = transform.run_models(settings, database)
+        assert outcome.success, failed(outcome)
+        if number == 1:
+            # tamper with a candle no later batch touches: an incremental run must leave it alone
+            first_eth = "pair = 'ETH/USDT' and ts = (select min(ts) from alphadb_intermediate.int_candles_1h)"
+            fetch(database, f"update alphadb_intermediate.int_candles_1h set market_cap = -1 where {first_eth} returning 1")
+        if number == 2:
+            assert fetch(database, f"select market_cap from alphadb_intermediate.int_candles_1h where {first_eth}") == [(-1,)]
+            fetch(database, f"update alphadb_intermediate.int_candles_1h set market_cap = null where {first_eth} returning 1")
+    incremental = marts(database, pairs)
+
+    outcome = transform.run_models(settings, database, full_refresh=True)
+    assert outcome.success, failed(outcome)
+    full = marts(database, pairs)
+    # the tampered candle is back to the truth, which must equal the value the incremental runs had
+    # before tampering: compare everything but that one cell
+    tampered = [r for r in incremental["ohlcv_eth_usdt"] if r[6] is None]
+    assert len(tampered) == 1
+    truth = next(r for r in full["ohlcv_eth_usdt"] if r[0] == tampered[0][0])
+    fix = {tampered[0]: truth}
+    incremental = {name: [fix.get(r, r) for r in rows] for name, rows in incremental.items()}
+    incremental["ohlcv"] = [r if (r[0], r[1], r[2]) != ("ETH/USDT", "1h", truth[0]) else ("ETH/USDT", "1h", *truth)
+                            for r in incremental["ohlcv"]]
+    for name in full:
+        assert incremental[name] == full[name], name
+    candles = {r[0]: r for r in full["ohlcv_btc_usdt"]}
+    assert len(candles) == 52 and [r[7] for r in candles.values()].count(0) == 0
+    assert candles[hour0 + 3 * HOUR][1] == btc[3][2] - 2.0  # the deep correction
+    assert candles[hour0 + 29 * HOUR][1] == btc[29][2] + 0.5  # a corrected hour
+    assert candles[hour0 + 51 * HOUR][4] == 151.5 and candles[hour0 + 51 * HOUR][7] == 13
+    assert [r[8] for r in candles.values()].count(False) == 1
+    eth_filled = [r[0] for r in full["ohlcv_eth_usdt"] if r[7] == 0]
+    assert eth_filled == [hour0 + 15 * HOUR, hour0 + 16 * HOUR]
+
+
+def test_session_time_zone_does_not_change_the_marts(database: Connection, tmp_path: Path) -> None:
+    settings = dbt_settings(tmp_path / "home")
+    pairs = ("BTC/USDT", "ETH/USDT")
+    # around both US daylight-saving changes, with points right at UTC midnight
+    points = (
+        hourly_points("BTC/USDT", datetime(2024, 3, 9, 0, tzinfo=UTC), 72)
+        + hourly_points("ETH/USDT", datetime(2024, 11, 2, 0, tzinfo=UTC), 72, per_hour=4, base=10.0)
+        + [("BTC/USDT", datetime(2024, 3, 11, 23, 59, 59, 999000, tzinfo=UTC), 99.0, 1.0, 1.0),
+           ("BTC/USDT", datetime(2024, 3, 12, 0, 0, tzinfo=UTC), 98.0, 1.0, 1.0)]
+    )
+    upsert_points(database, points, loaded_at=datetime(2024, 11, 6, tzinfo=UTC))
+
+    los_angeles = {"PGTZ": "America/Los_Angeles"}
+    shown = transform.run_dbt(settings, database, ["show", "--inline", "select current_setting('TimeZone') as tz"],
+                              extra_env=los_angeles)
+    assert shown.success and "America/Los_Angeles" in (settings.home / "dbt" / "last_output.log").read_text()
+    built = transform.run_dbt(settings, database, ["build", *NO_RECENCY], extra_env=los_angeles)
+    assert built.success, failed(built)
+    in_los_angeles = marts(database, pairs)
+
+    outcome = transform.run_models(settings, database, full_refresh=True)  # UTC
+    assert outcome.success, failed(outcome)
+    in_utc = marts(database, pairs)
+    assert in_los_angeles == in_utc
+    daily = in_utc["ohlcv_btc_usdt_1d"]
+    assert [(d[0], d[7]) for d in daily] == [
+        (datetime(2024, 3, 9, tzinfo=UTC), 24), (datetime(2024, 3, 10, tzinfo=UTC), 24),
+        (datetime(2024, 3, 11, tzinfo=UTC), 25), (datetime(2024, 3, 12, tzinfo=UTC), 1),
+    ]
+    assert all(d[0].hour == 0 for d in in_utc["ohlcv_eth_usdt_1d"]) and len(in_utc["ohlcv_eth_usdt_1d"]) == 3
