@@ -22,6 +22,7 @@ from fault_support import (
     duplicates,
     env_for,
     kill_when,
+    load_at,
     packages,
     pipeline_dir,
     record,
@@ -385,4 +386,131 @@ def test_empty_response_for_one_window(alphadb_env: dict[str, str], database: An
         duplicates=0,
         outcome="a glitch is re-asked once and loads everything; a window that stays empty logs "
         f"`{warnings[0].split('⚠️ ', 1)[-1][:110]}` and loads nothing for it; the other pair loads",
+    )
+
+
+# --- 5. state loss -------------------------------------------------------------------------------
+
+def test_dlt_working_dir_deleted_cursor_restored_from_database(alphadb_env: dict[str, str], database: Any, simulator: Any) -> None:
+    env = {**alphadb_env, "ALPHADB_BACKFILL_DAYS": "1"}
+    # The last nightly load ran 5 days ago (in this process, clock fixed then): cursor = 5 days ago.
+    report = load_at(env, database, float(int(time.time() - 5 * 86400)), simulator)
+    assert not report.failed and report.points > 0
+    simulator.configure(now=None)
+    cursors = dlt_cursors(database)
+    before = staging_keys(database)
+    home = Path(env["ALPHADB_HOME"])
+    shutil.rmtree(home / "dlt")
+    simulator.clear_requests()
+
+    second = run_cli(env, "load")
+    assert second.returncode == 0, output(second)
+    # With the cursor (5 days ago) it re-reads from cursor - 1 day: a /range window plus the live day,
+    # 2 requests per pair. Without it, it would only have asked for the last day (1 request per pair).
+    requests = data_requests(simulator)
+    assert len(requests) == 4, [(r["path"], r["query"]) for r in requests]
+    ranges = [r for r in requests if r["path"].endswith("/range")]
+    cursor_s = cursors["BTC/USDT"] / 1000
+    assert all(abs(float(r["query"]["from"]) - (cursor_s - 86400)) < 120 for r in ranges), ranges
+    assert all(abs(c / 1000 - time.time()) < 600 for c in dlt_cursors(database).values())  # moved on to now
+    after = staging_keys(database)
+    lost, dups = compare(set(before), after)
+    assert (lost, dups) == (0, 0)
+    record(
+        "ALPHADB_HOME/dlt deleted between runs",
+        "`alphadb load`, `rm -rf $ALPHADB_HOME/dlt`, `alphadb load` (source data ending 5 days ago)",
+        runs_survived=1,
+        points_lost=lost,
+        duplicates=dups,
+        outcome=f"cursor restored from staging._dlt_pipeline_state: {len(requests)} requests starting at cursor - 1 day "
+        "(without it: 2 requests for the last day only)",
+    )
+
+
+# --- 4. concurrency (loader level) -----------------------------------------------------------
+
+def test_manual_backfill_while_nightly_load_runs(alphadb_env: dict[str, str], database: Any, simulator: Any) -> None:
+    simulator.add_fault({"kind": "slow", "delay_s": 0.7, "count": 4})  # the nightly load holds the lock ~3 s
+    nightly = start_cli(alphadb_env, "load")
+    try:
+        lock = Path(alphadb_env["ALPHADB_HOME"]) / "load.lock"
+        deadline = time.monotonic() + 30
+        while not data_requests(simulator) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert nightly.poll() is None and lock.exists()
+        backfill = run_cli(alphadb_env, *SHORT_ARGS)
+        nightly_out, _ = nightly.communicate(timeout=120)
+    finally:
+        if nightly.poll() is None:
+            nightly.kill()
+            nightly.wait()
+    assert nightly.returncode == 0, nightly_out
+    assert backfill.returncode == 0, output(backfill)
+    assert "another load is running; waiting" in output(backfill)
+    stored = counts(database)
+    assert all(n == k for n, k in stored.values()), stored
+    # Both did their work: the nightly cursor is at the live point, the backfill's window is complete.
+    cursors = dlt_cursors(database)
+    assert all(c > (time.time() - 3600) * 1000 for c in cursors.values()), cursors
+    low = int(datetime.combine(SHORT_START, datetime.min.time(), timezone.utc).timestamp() * 1000)
+    in_window = scalar(
+        database,
+        f"select count(*) from {STAGING} where coin_id = 'bitcoin' and ts >= to_timestamp(%s / 1000.0) "
+        "and ts < to_timestamp(%s / 1000.0) + interval '10 days'",
+        (low, low),
+    )
+    assert abs(in_window - HOURS) <= 1
+    record(
+        "manual backfill during the nightly load",
+        "`alphadb backfill` started while `alphadb load` holds the load lock (slow API)",
+        runs_survived=2,
+        points_lost=0,
+        duplicates=sum(n - k for n, k in stored.values()),
+        outcome="the backfill waited for the load lock, then both completed (exit 0, 0); nightly cursors and the backfill window intact",
+    )
+
+
+# --- 6. clock and data edge cases --------------------------------------------------------------
+
+def _series_ms(database: Any, coin: str, low_ms: int, high_ms: int) -> list[int]:
+    return [k[2] for k in staging_keys(database) if k[0] == coin and low_ms <= k[2] <= high_ms]
+
+
+def test_runs_across_midnight_and_late_corrections(alphadb_env: dict[str, str], database: Any, simulator: Any) -> None:
+    midnight = datetime.combine(TODAY, datetime.min.time(), timezone.utc).timestamp()
+    runs = {"2 min before midnight UTC": midnight - 120, "1 s after midnight": midnight + 1, "3 min after midnight": midnight + 180}
+    for label, now_s in runs.items():
+        report = load_at(alphadb_env, database, now_s, simulator)
+        assert not report.failed, (label, [r.error for r in report.failed])
+        assert duplicates(database) == 0, label
+        cursors = dlt_cursors(database)
+        assert set(cursors.values()) == {int(now_s) * 1000}, (label, cursors)  # the live point of that run
+    # Across the boundary the 5-minute series has no hole: consecutive points at most 5 min + jitter apart.
+    for coin in ("bitcoin", "ethereum"):
+        ts = _series_ms(database, coin, int((midnight - 86400 + 600) * 1000), int((midnight + 180) * 1000))
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        assert max(gaps) <= 5 * 60_000 + 40_000, (coin, max(gaps))
+        assert any(t >= midnight * 1000 for t in ts) and any(t < midnight * 1000 for t in ts)
+
+    # A late correction: the source re-serves 2 hours before midnight with new values: they overwrite.
+    low, high = midnight - 3 * 3600, midnight - 3600
+    before = {k: v for k, v in staging_rows(database).items() if low * 1000 <= k[2] < high * 1000}
+    simulator.add_fault({"kind": "correction", "start": low, "end": high, "factor": 1.5})
+    report = load_at(alphadb_env, database, midnight + 600, simulator)
+    assert not report.failed
+    after = {k: v for k, v in staging_rows(database).items() if low * 1000 <= k[2] < high * 1000}
+    assert set(after) == set(before) and len(before) >= 2 * 20  # the same keys: overwritten, not added
+    changed = [k for k in before if after[k][0] == pytest.approx(before[k][0] * 1.5)]
+    assert len(changed) == len(before)
+    assert duplicates(database) == 0
+    record(
+        "runs across midnight UTC, right after it, late corrections",
+        "in-process loads with the loader's and the simulator's clocks fixed at 23:58, 00:00:01 and 00:03 UTC; "
+        "then a `correction` fault (x1.5) on 2 hours already loaded",
+        runs_survived=4,
+        points_lost=0,
+        duplicates=0,
+        outcome=f"5-minute series continuous across midnight; cursor = each run's live point; {len(before)} corrected points "
+        "overwritten in place (same keys, new values)",
     )
