@@ -178,25 +178,6 @@ def test_nightly_load_is_idempotent_advances_the_cursor_and_takes_corrections(al
     assert loaded[0][0] == 1  # every corrected row carries the second run's load time
 
 
-def test_cursor_restored_from_the_database_when_the_dlt_dir_is_lost(alphadb_env, database, simulator) -> None:  # type: ignore[no-untyped-def]
-    ok(run_cli(alphadb_env, "load"))
-    cursors = dlt_cursors(database)
-    assert set(cursors) == {"BTC/USDT", "ETH/USDT"}
-    dlt_dir = Path(alphadb_env["ALPHADB_HOME"]) / "dlt"
-    assert dlt_dir.is_dir()
-    shutil.rmtree(dlt_dir)
-    simulator.clear_requests()
-    ok(run_cli(alphadb_env, "load", "--pair", "BTC/USDT"))
-    # The run started from the restored cursor (exactly 2 days before it), not from "now".
-    btc = ranges_of(simulator, "bitcoin")
-    assert len(data_requests(simulator, "bitcoin")) == 2 and data_requests(simulator, "ethereum") == []
-    assert int(btc[0]["query"]["from"]) == cursors["BTC/USDT"] // 1000 - 2 * 86400
-    after = dlt_cursors(database)
-    assert after["ETH/USDT"] == cursors["ETH/USDT"]  # only restorable from PostgreSQL: this run never saw ETH
-    assert after["BTC/USDT"] >= cursors["BTC/USDT"]
-    assert_no_duplicates(database)
-
-
 # --- backfills ----------------------------------------------------------------------------------------
 
 def test_backfill_365_days(alphadb_env, database, simulator, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -221,10 +202,19 @@ def test_backfill_365_days(alphadb_env, database, simulator, capsys) -> None:  #
         assert found[coin][0] >= 364 * 24 + 287
     assert dlt_cursors(database) == cursors  # the backfill left the nightly cursors alone
 
+    # The next nightly run, with the dlt working directory lost in between: the cursors come back
+    # from PostgreSQL, and the run starts exactly ALPHADB_BACKFILL_DAYS before them (from "now"
+    # it would start later by the backfill's duration), in at most 2 requests per pair.
+    dlt_dir = Path(alphadb_env["ALPHADB_HOME"]) / "dlt"
+    assert dlt_dir.is_dir()
+    shutil.rmtree(dlt_dir)
     simulator.clear_requests()
     ok(run_cli(alphadb_env, "load"))
-    for coin in COINS:
+    for name, coin in (("BTC/USDT", "bitcoin"), ("ETH/USDT", "ethereum")):
         assert len(data_requests(simulator, coin)) <= 2
+        assert int(ranges_of(simulator, coin)[0]["query"]["from"]) == cursors[name] // 1000 - 2 * 86400
+    assert all(dlt_cursors(database)[name] >= cursors[name] for name in cursors)
+    assert (dlt_dir / "alphadb_coingecko").is_dir()
     assert_no_duplicates(database)
 
     # Throughput, measured and printed (not asserted): the loader's own figure for the backfill,
@@ -282,11 +272,6 @@ def test_interrupted_backfill_resumes_without_refetching(alphadb_env, database, 
     first_eth = points(database, "ethereum")[0][0]
     assert missing_hours(database, "ethereum", first_eth, int((time.time() - 86400) * 1000)) == 0
     assert dlt_cursors(database) == {}  # still no nightly cursor
-
-    simulator.clear_requests()  # the job is complete: running it again starts a fresh backfill
-    ok(run_cli(alphadb_env, "backfill", "--days", "365", "--pair", "ETH/USDT"))
-    assert len(data_requests(simulator, "ethereum")) == 6 and data_requests(simulator, "bitcoin") == []
-    assert_no_duplicates(database)
 
 
 def test_backfill_start_end_are_inclusive_days(alphadb_env, database, simulator) -> None:  # type: ignore[no-untyped-def]
