@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from pipelines import alerts, runlog
 from pipelines.config import Settings
@@ -38,8 +38,14 @@ from pipelines.errors import (
 LOCK_NAME = "run.lock"
 
 
-class Interrupted(AlphaDBError):
-    """SIGTERM/SIGINT during a run (cron's timeout, a shutdown, Ctrl-C): stop, alert, exit 1."""
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT during a run (cron's timeout, a shutdown, Ctrl-C): stop, alert, exit 1.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way (the loader's
+    per-pair isolation, dlt, requests) mistakes it for one pair's failure and carries on.
+    """
+
+    exit_code = EXIT_FAILURE
 
 
 def lock_path(settings: Settings) -> Path:
@@ -275,6 +281,10 @@ class Job:
         except AlphaDBError as exc:
             if not any(f.message == str(exc) for f in self.failures):
                 self.fail(exc.exit_code, str(exc))
+        except Interrupted as exc:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish reporting; the job is ending anyway
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.fail(exc.exit_code, f"{exc} during {self.step_name}: stopping")
         except Exception as exc:  # unexpected: log it as one line (no traceback with secrets), exit 1
             self.fail(EXIT_FAILURE, f"Unexpected error in {self.step_name}: {type(exc).__name__}: {exc}")
         elapsed = f"{time.monotonic() - started:.1f}s"
@@ -333,9 +343,33 @@ def run(settings: Settings) -> int:
         runlog.line(runlog.START, "Starting daily backfill cron job")
         runlog.line(runlog.WARNING, str(exc))
         return EXIT_LOCKED
+    except Interrupted as exc:  # before the job started or after it reported
+        runlog.line(runlog.ERROR, str(exc))
+        return EXIT_FAILURE
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def log_config_error(exc: Exception, environ: Mapping[str, str] | None = None) -> int:
+    """`alphadb run` whose settings do not load: still log the error to the run log (exit 2).
+
+    The log file is resolved as far as possible (ALPHADB_LOG_FILE from the environment or `.env`,
+    else the default), so a cron run that stops on a bad setting leaves its reason in the log.
+    """
+    from pipelines.config import default_log_file, merged_environment
+
+    try:
+        env = merged_environment(environ)
+    except AlphaDBError:  # an unreadable .env: the environment alone
+        env = dict(os.environ if environ is None else environ)
+    raw = env.get("ALPHADB_LOG_FILE", "").strip()
+    log_file = Path(raw).expanduser() if raw else default_log_file(Path())
+    runlog.setup(log_file)
+    runlog.line(runlog.START, "Starting daily backfill cron job")
+    runlog.line(runlog.ERROR, f"Configuration error: {exc}")
+    runlog.line(runlog.FINISHED, f"Daily backfill cron job failed at Configuration (exit {EXIT_CONFIG})")
+    return EXIT_CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,9 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        runlog.setup(None)
-        runlog.line(runlog.ERROR, f"Configuration error: {exc}")
-        return EXIT_CONFIG
+        return log_config_error(exc)
     return run(settings)
 
 

@@ -4,8 +4,9 @@ and a real PostgreSQL. Every exit code of DESIGN.md §4 is produced here for rea
 
 from __future__ import annotations
 
-import os
+import fcntl
 import shutil
+import signal
 import socket
 import time
 from datetime import datetime, timedelta, timezone
@@ -150,6 +151,33 @@ def test_missing_virtualenv_log_file_from_dotenv(tmp_path: Path) -> None:
     result = run_script(repo / "scripts" / "run_elt.sh", {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, tmp_path)
     assert result.returncode == 2
     assert "Virtualenv not ready" in log.read_text()
+
+
+def test_sigterm_to_the_wrapper_stops_the_job_with_exit_1(alphadb_env: dict[str, str], tmp_path: Path, simulator: Any) -> None:
+    simulator.add_fault({"kind": "slow", "delay_s": 20})  # keeps the load busy
+    env = cron_env(alphadb_env)
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    log = Path(env["ALPHADB_LOG_FILE"])
+    job = start_script(RUN_ELT, env, workdir)
+    try:
+        assert wait_for(lambda: "Running backfill" in log.read_text() if log.exists() else False, timeout=60)
+        time.sleep(0.5)
+        job.send_signal(signal.SIGTERM)  # what `timeout`, systemd or a shutdown sends to cron's child
+        out, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert job.returncode == 1, out + err
+    lines = log_lines(log)
+    assert_log_format(lines)
+    assert any("❌ Interrupted by SIGTERM" in line for line in lines), "\n".join(lines)
+    assert "(exit 1)" in lines[-1]
+    # The lock went with the job: the next run is not refused.
+    lock = Path(env["ALPHADB_HOME"]) / "run.lock"
+    with open(lock) as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 # -- slow: whole runs with dbt ----------------------------------------------------------------
