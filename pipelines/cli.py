@@ -51,10 +51,10 @@ def backfill_range(args: argparse.Namespace, now: datetime) -> tuple[datetime, d
     if not args.start:
         raise ConfigError("backfill needs --days N or --start YYYY-MM-DD [--end YYYY-MM-DD]")
     end_date = args.end or now.date()
-    if args.start > end_date:
-        raise ConfigError(f"--start {args.start} is after --end {end_date}")
     if args.start > now.date() or end_date > now.date():
         raise ConfigError(f"dates in the future cannot be backfilled (today is {now.date()} UTC)")
+    if args.start > end_date:
+        raise ConfigError(f"--start {args.start} is after --end {end_date}")
     start = datetime.combine(args.start, time(0), timezone.utc)
     end = min(now, datetime.combine(end_date + timedelta(days=1), time(0), timezone.utc))
     return start, end, f"{args.start}..{end_date}"
@@ -85,7 +85,7 @@ def _print_load(report) -> int:  # type: ignore[no-untyped-def]
 def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_incremental
 
-    pairs = [settings.pair(args.pair)] if args.pair else None
+    pairs = [settings.pair(args.pair)] if args.pair is not None else None
     return _print_load(load_incremental(settings, _connection(settings), pairs))
 
 
@@ -93,7 +93,7 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_range
 
     start, end, job = backfill_range(args, datetime.now(timezone.utc))
-    pairs = [settings.pair(args.pair)] if args.pair else None
+    pairs = [settings.pair(args.pair)] if args.pair is not None else None
     runlog.line(runlog.RUNNING, f"backfill {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC")
     return _print_load(load_range(settings, _connection(settings), start, end, pairs, job=job))
 
