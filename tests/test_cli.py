@@ -5,6 +5,7 @@ refused command writes nothing.
 from __future__ import annotations
 
 import fcntl
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -41,8 +42,25 @@ BAD_BACKFILL = [
 ]
 
 
-def test_bad_backfill_arguments_exit_2_and_write_nothing(alphadb_env: dict[str, str], database, simulator) -> None:  # type: ignore[no-untyped-def]
-    for args, fragment in BAD_BACKFILL:
+@pytest.mark.parametrize(("args", "fragment"), BAD_BACKFILL, ids=[" ".join(a) or "no-args" for a, _ in BAD_BACKFILL])
+def test_bad_backfill_arguments_exit_2(alphadb_env: dict[str, str], monkeypatch, capsys, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
+    """In-process `main()` (the console script's entry point) for every case: fast and exact."""
+    from pipelines.cli import main
+
+    for key in list(os.environ):
+        if key.startswith(("COINGECKO_", "POSTGRES_", "ALPHADB_", "SLACK_")):
+            monkeypatch.delenv(key)
+    for key, value in alphadb_env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["backfill", *args]) == EXIT_CONFIG
+    captured = capsys.readouterr()
+    errors = [line for line in (captured.out + captured.err).splitlines() if "❌" in line]
+    assert len(errors) == 1 and fragment in errors[0], captured
+
+
+def test_bad_arguments_in_a_subprocess_exit_2_and_write_nothing(alphadb_env: dict[str, str], database, simulator) -> None:  # type: ignore[no-untyped-def]
+    cases = [BAD_BACKFILL[0], BAD_BACKFILL[2], BAD_BACKFILL[4]]  # every case runs in-process above
+    for args, fragment in cases:
         result = run_cli(alphadb_env, "backfill", *args)
         assert result.returncode == EXIT_CONFIG, (args, output(result))
         errors = error_lines(result)
