@@ -43,19 +43,38 @@ BAD_BACKFILL = [
 
 
 @pytest.mark.parametrize(("args", "fragment"), BAD_BACKFILL, ids=[" ".join(a) or "no-args" for a, _ in BAD_BACKFILL])
-def test_bad_backfill_arguments_exit_2(alphadb_env: dict[str, str], monkeypatch, capsys, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
-    """In-process `main()` (the console script's entry point) for every case: fast and exact."""
+def test_bad_backfill_arguments_exit_2(tmp_path: Path, monkeypatch, capsys, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
+    """In-process `main()` (the console script's entry point) for every case: fast and exact.
+
+    The database and the API point at a closed port: touching either would give exit 3 or 1, not 2.
+    """
+    import logging
+
     from pipelines.cli import main
 
+    log = logging.getLogger("alphadb")  # main() configures it: restore it for the tests that follow
+    saved = (list(log.handlers), log.propagate, log.level)
+    monkeypatch.setattr(log, "handlers", saved[0][:])
+    monkeypatch.setattr(log, "propagate", saved[1])
+    monkeypatch.setattr(log, "level", saved[2])
     for key in list(os.environ):
         if key.startswith(("COINGECKO_", "POSTGRES_", "ALPHADB_", "SLACK_")):
             monkeypatch.delenv(key)
-    for key, value in alphadb_env.items():
+    port = str(closed_port())
+    env = {
+        "ALPHADB_ENV_FILE": str(tmp_path / "absent.env"),
+        "ALPHADB_HOME": str(tmp_path / "home"),
+        "COINGECKO_BASE_URL": f"http://127.0.0.1:{port}/api/v3",
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": port,
+    }
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert main(["backfill", *args]) == EXIT_CONFIG
     captured = capsys.readouterr()
     errors = [line for line in (captured.out + captured.err).splitlines() if "❌" in line]
     assert len(errors) == 1 and fragment in errors[0], captured
+    assert not (tmp_path / "home").exists()
 
 
 def test_bad_arguments_in_a_subprocess_exit_2_and_write_nothing(alphadb_env: dict[str, str], database, simulator) -> None:  # type: ignore[no-untyped-def]
