@@ -68,21 +68,28 @@ def _describe(exc: requests.RequestException) -> str:
     return type(exc).__name__
 
 
+def _post(what: str, url: str, timeout: float, **body: object) -> bool:
+    """One POST; a failure is a logged warning that names `what`, never the URL (a secret)."""
+    try:
+        response = requests.post(url, timeout=timeout, **body)  # type: ignore[arg-type]
+    except requests.RequestException as exc:
+        runlog.line(runlog.WARNING, f"{what} could not be delivered ({_describe(exc)})")
+        return False
+    if response.status_code >= 300:
+        runlog.line(runlog.WARNING, f"{what} could not be delivered (HTTP {response.status_code})")
+        return False
+    return True
+
+
 def send_slack(settings: Settings, text: str, timeout: float = TIMEOUT_S) -> bool:
     """POST {"text": ...} to SLACK_WEBHOOK_URL; log the outcome (never the URL); True if delivered."""
     url = settings.slack_webhook_url
     if not url:
         return False
-    try:
-        response = requests.post(url, json={"text": runlog.redact(text)}, timeout=timeout)
-    except requests.RequestException as exc:
-        runlog.line(runlog.WARNING, f"Slack alert could not be delivered ({_describe(exc)})")
-        return False
-    if response.status_code >= 300:
-        runlog.line(runlog.WARNING, f"Slack alert could not be delivered (HTTP {response.status_code})")
-        return False
-    runlog.line(runlog.OK, "Slack alert sent")
-    return True
+    delivered = _post("Slack alert", url, timeout, json={"text": runlog.redact(text)})
+    if delivered:
+        runlog.line(runlog.OK, "Slack alert sent")
+    return delivered
 
 
 def ping(settings: Settings, kind: str, body: str = "", timeout: float = TIMEOUT_S) -> bool:
@@ -97,15 +104,7 @@ def ping(settings: Settings, kind: str, body: str = "", timeout: float = TIMEOUT
     if kind not in PING_SUFFIXES:
         raise ValueError(f"unknown ping kind {kind!r}")
     url = base.rstrip("/") + PING_SUFFIXES[kind]
-    try:
-        response = requests.post(url, data=runlog.redact(body).encode("utf-8"), timeout=timeout)
-    except requests.RequestException as exc:
-        runlog.line(runlog.WARNING, f"Healthcheck {kind} ping could not be delivered ({_describe(exc)})")
-        return False
-    if response.status_code >= 300:
-        runlog.line(runlog.WARNING, f"Healthcheck {kind} ping could not be delivered (HTTP {response.status_code})")
-        return False
-    return True
+    return _post(f"Healthcheck {kind} ping", url, timeout, data=runlog.redact(body).encode("utf-8"))
 
 
 def notify_failure(settings: Settings, step: str, exit_code: int, summary: Iterable[str] = ()) -> None:

@@ -99,7 +99,7 @@ class Job:
     # -- bookkeeping ---------------------------------------------------------------------------
     def fail(self, exit_code: int, message: str, step: str | None = None) -> None:
         self.failures.append(Failure(step or self.step_name, exit_code, message))
-        runlog.line(runlog.ERROR, message)
+        _error_lines(message)
 
     @property
     def exit_code(self) -> int:
@@ -210,7 +210,7 @@ class Job:
             runlog.line(runlog.OK, f"{label} passed in {elapsed} (dbt test: {_summary(outcomes[1])})")
             return []
         for problem in problems:
-            runlog.line(runlog.ERROR, problem)
+            _error_lines(problem)
         runlog.line(runlog.ERROR, f"{label} failed in {elapsed}: {len(problems)} problem(s)")
         return problems
 
@@ -306,9 +306,19 @@ def _failed(node: Any) -> bool:
     return str(getattr(node, "status", "")).lower() in ("fail", "error", "runtime error", "runtime_error")
 
 
-def _node_text(node: Any) -> str:
+def _error_lines(message: str) -> None:
+    """A multi-line message (dbt's output tail) as several log lines, each in the log format."""
+    for text in message.strip().splitlines() or [""]:
+        if text.strip():
+            runlog.line(runlog.ERROR, text.rstrip())
+
+
+def _node_text(node: Any, max_chars: int = 600) -> str:
+    """`name status (n failing rows): message`, the message's lines joined and shortened."""
     failures = getattr(node, "failures", None)
-    message = (getattr(node, "message", None) or "").strip()
+    message = " | ".join(part.strip() for part in (getattr(node, "message", None) or "").splitlines() if part.strip())
+    if len(message) > max_chars:
+        message = message[: max_chars - 1] + "…"
     text = f"{node.name} {node.status}"
     if failures:
         text += f" ({failures} failing rows)"

@@ -8,10 +8,11 @@ import re
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_ELT = REPO_ROOT / "scripts" / "run_elt.sh"
@@ -122,10 +123,18 @@ def run_script(
     )
 
 
-def start_script(script: Path, env: Mapping[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextmanager
+def started_script(script: Path, env: Mapping[str, str], cwd: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """A script running in the background (same bare environment); killed if still running at the end."""
+    proc = subprocess.Popen(
         [str(script), *args], env=dict(env), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.1) -> bool:

@@ -340,7 +340,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     def run_tests(settings: Any, connection: Any) -> Outcome:
         w.calls.append("dbt test")
         ok = w.tests_ok.pop(0) if len(w.tests_ok) > 1 else w.tests_ok[0]
-        nodes = [Node("unique_ohlcv", "pass")] + ([] if ok else [Node("no_gaps_ohlcv_btc_usdt", "fail", "gap", 1)])
+        nodes = [Node("unique_ohlcv", "pass")] + ([] if ok else [Node("no_gaps_ohlcv_btc_usdt", "fail", "Got 1 result:\n@@ ,pair ,gap_start\n---,BTC/USDT,2025-06-10", 1)])
         return Outcome("dbt test", ok, nodes)
 
     def find_gaps(connection: Any) -> list[FakeGap]:

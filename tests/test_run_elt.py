@@ -25,7 +25,7 @@ from nightly_support import (
     cron_env,
     log_lines,
     run_script,
-    start_script,
+    started_script,
     wait_for,
 )
 
@@ -159,16 +159,11 @@ def test_sigterm_to_the_wrapper_stops_the_job_with_exit_1(alphadb_env: dict[str,
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     log = Path(env["ALPHADB_LOG_FILE"])
-    job = start_script(RUN_ELT, env, workdir)
-    try:
+    with started_script(RUN_ELT, env, workdir) as job:
         assert wait_for(lambda: "Running backfill" in log.read_text() if log.exists() else False, timeout=60)
         time.sleep(0.5)
         job.send_signal(signal.SIGTERM)  # what `timeout`, systemd or a shutdown sends to cron's child
         out, err = job.communicate(timeout=60)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
     assert job.returncode == 1, out + err
     lines = log_lines(log)
     assert_log_format(lines)
@@ -190,18 +185,13 @@ def test_success_and_a_second_run_at_the_same_time_exits_75(
         env = cron_env(alphadb_env, ALPHADB_HEALTHCHECK_URL=receiver.url("/ping/abc"), SLACK_WEBHOOK_URL=receiver.url("/hook/x"))
         workdir = tmp_path / "elsewhere"
         workdir.mkdir()
-        first = start_script(RUN_ELT, env, workdir)
         lock = Path(env["ALPHADB_HOME"]) / "run.lock"
-        try:
+        with started_script(RUN_ELT, env, workdir) as first:
             assert wait_for(lambda: lock.exists() and lock.read_text().strip().isdigit(), timeout=60), "the first run never took the lock"
             second = run_script(DAILY_CRON, env, workdir, timeout=120)
             assert second.returncode == 75, second.stdout + second.stderr
             assert "Another run is in progress" in second.stdout
             out, err = first.communicate(timeout=600)
-        finally:
-            if first.poll() is None:
-                first.kill()
-                first.wait()
         lines = log_lines(Path(env["ALPHADB_LOG_FILE"]))
         assert first.returncode == 0, out + err
         paths = [r.path for r in receiver.received]
