@@ -8,6 +8,7 @@ import fcntl
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -274,6 +275,17 @@ def test_a_gap_the_source_cannot_fill_exits_4_and_alerts_without_secrets(
         assert secret not in message, "a secret leaked into the alert"
         assert secret not in output and secret not in text, "a secret leaked into the log"
     assert pings == ["/hc/uuid/start", "/hc/uuid/fail"]
+
+    # The same database through the CLI: `alphadb heal` tries once more (exit 4: still missing),
+    # `alphadb report` shows the gap (exit 4). No Slack or pings from these.
+    alphadb = str(REPO_ROOT / ".venv" / "bin" / "alphadb")
+    healed = subprocess.run([alphadb, "heal"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert healed.returncode == 4, healed.stdout + healed.stderr
+    assert f"Gap the source cannot fill: {gap_range}" in healed.stdout
+    shown = subprocess.run([alphadb, "report"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 4, shown.stdout + shown.stderr
+    assert f"Gap {gap_range}" in shown.stdout and "🔍 Data quality report" in shown.stdout
+    assert "Guide check query" in shown.stdout
 
 
 @pytest.mark.slow
