@@ -14,7 +14,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -27,7 +27,7 @@ from psycopg2 import sql  # noqa: E402
 
 from pipelines.coingecko import PairProgress, coingecko, lookback_start  # noqa: E402
 from pipelines.coingecko.client import CoinGeckoClient  # noqa: E402
-from pipelines.coingecko.planning import RequestWindow, plan_windows  # noqa: E402
+from pipelines.coingecko.planning import RequestWindow, earliest_allowed, plan_windows  # noqa: E402
 from pipelines.coingecko.settings import RESOURCE_NAME  # noqa: E402
 from pipelines.config import Pair, Settings  # noqa: E402
 from pipelines.database import Connection, connect  # noqa: E402
@@ -241,6 +241,15 @@ def load_range(
                 return max(start, datetime.fromtimestamp(done_until[pair.name] / 1000, timezone.utc))
             return start
 
+        floor = earliest_allowed(now, settings.history_days)
+        if start < floor - timedelta(days=1) and end > floor:
+            # Planning clamps the range to what the plan can see: say so instead of loading less silently
+            # (not for the hour of margin a `--days 365` loses).
+            log.warning(
+                f"the {settings.plan} plan serves only the past {settings.history_days} days: loading from "
+                f"{floor:%Y-%m-%d %H:%M} UTC, not {start:%Y-%m-%d %H:%M} UTC (COINGECKO_PLAN=pro has full history)",
+                extra={"marker": "⚠️"},
+            )
         plans = {pair: plan_windows(pair_start(pair), end, now, settings.history_days) for pair in pairs}
         remaining = {pair.name: len(windows) for pair, windows in plans.items()}
         progress = {pair: PairProgress(pair) for pair in pairs}

@@ -187,6 +187,7 @@ def test_backfill_365_days(alphadb_env, database, simulator, capsys) -> None:  #
     started = time.time()
     result = run_cli(alphadb_env, "backfill", "--days", "365")
     ok(result)
+    assert "⚠️" not in output(result)  # the plan's hour of margin is not worth a warning
     for coin in COINS:
         requests = data_requests(simulator, coin)
         assert len(requests) <= 6 and all(r["status"] == 200 for r in requests), requests
@@ -302,12 +303,14 @@ def test_history_limit_10012_is_clamped_and_reported(alphadb_env, database, simu
     # The server's clock runs 2 hours ahead of ours: our oldest allowed instant is beyond its 365 days.
     simulator.configure(now_offset=7200)
     today = datetime.now(timezone.utc).date()
-    start, end = today - timedelta(days=365), today - timedelta(days=360)
+    start, end = today - timedelta(days=367), today - timedelta(days=360)
     result = run_cli(alphadb_env, "backfill", "--start", start.isoformat(), "--end", end.isoformat())
     ok(result)
     warnings = [line for line in output(result).splitlines() if "10012" in line]
     assert warnings and all("⚠️" in line or "❌" not in line for line in warnings)
     assert any("365 days" in line and "clamped" in line for line in warnings), output(result)
+    # The start itself was before the plan's limit: the run said so rather than load less silently.
+    assert any("⚠️" in line and "public plan serves only the past 365 days" in line for line in output(result).splitlines()), output(result)
     for coin in COINS:
         statuses = [r["status"] for r in data_requests(simulator, coin)]
         assert statuses == [401, 200]  # said so once, then clamped inside the limit
