@@ -1,0 +1,238 @@
+"""`python -m benchmarks` (`make bench`): run the benchmark suite, print a table, write
+benchmarks/results.md with the machine's description.
+
+    python -m benchmarks                 # everything, full sizes (several minutes)
+    python -m benchmarks --only 1,2,6    # just some (1/2/6 share one run, so do 3/4)
+    python -m benchmarks --smoke         # tiny sizes: checks the machinery, not the timings
+
+Every target is a ratio of two numbers measured in the same run, so noise from other work on a
+shared machine mostly cancels out. Sizes can be overridden, see --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Postgres, git_revision, machine_description
+
+RESULTS = Path(__file__).resolve().parent / "results.md"
+
+
+@dataclass
+class Row:
+    number: int
+    name: str
+    measured: str
+    baseline: str
+    ratio: str
+    target: str
+    ok: bool | None  # None: not run / not applicable
+
+    @property
+    def status(self) -> str:
+        return {True: "PASS", False: "MISS", None: "n/a"}[self.ok]
+
+
+def _fmt(x: float, unit: str = "", digits: int = 2) -> str:
+    return f"{x:,.{digits}f}{unit}" if isinstance(x, (int, float)) and math.isfinite(x) else "n/a"
+
+
+def load_rows(r: dict[str, Any]) -> list[Row]:
+    first, reload, small = r["first"], r["reload"], r["small"]
+    return [
+        Row(1, f"load throughput ({first['points']:,} points, {r['pairs']} pairs, {first['requests']} requests)",
+            f"loader {_fmt(r['load_pps'], ' pts/s', 0)} ({_fmt(first['elapsed_s'], ' s')})",
+            f"COPY {_fmt(r['copy_pps'], ' pts/s', 0)} ({_fmt(r['copy_s'], ' s')})",
+            _fmt(100 * r["load_vs_copy"], " %", 1), ">= 40 %", r["load_vs_copy"] >= 0.40),
+        Row(2, "re-load of the same points (merge, all keys present)",
+            _fmt(reload["elapsed_s"], " s"), _fmt(first["elapsed_s"], " s (first load)"),
+            _fmt(r["reload_ratio"], "x"), "<= 1.2x",
+            r["reload_ratio"] <= 1.2 and r["rows_after_reload"] == r["rows_after_first"]),
+        Row(6, f"peak RSS, backfill of {first['points']:,} vs {small['points']:,} points",
+            _fmt(first["peak_rss_kb"] / 1024, " MiB", 0), _fmt(small["peak_rss_kb"] / 1024, " MiB", 0),
+            _fmt(r["rss_ratio"], "x"), "<= 1.5x", r["rss_ratio"] <= 1.5),
+    ]
+
+
+def api_rows(r: dict[str, Any]) -> list[Row]:
+    clean = r["status_429"] == 0 and not r["failures"]
+    return [
+        Row(5, f"requests per pair, {r['backfill_days']}-day backfill ({r['pairs']} pairs)",
+            f"{r['backfill_requests_per_pair_max']} (max)", "", "", "<= 6", r["backfill_requests_per_pair_max"] <= 6),
+        Row(5, "requests per pair, nightly run",
+            f"{r['nightly_requests_per_pair_max']} (max)", "", "", "<= 2", r["nightly_requests_per_pair_max"] <= 2),
+        Row(5, f"429s with the server limit = client rate ({r['rate_per_min']}/min)",
+            f"{r['status_429']} x 429 in {r['requests_total']} requests",
+            f"max {r['max_in_any_60s']} in any 60 s over {_fmt(r['duration_s'], ' s', 0)}", "", "0", clean),
+    ]
+
+
+def transform_rows(r: dict[str, Any]) -> list[Row]:
+    long = r["long"]
+    rows = [
+        Row(3, f"candle build, full refresh, {long['rows']:,} points ({r['pairs']} pairs x {r['long_days']} d)",
+            f"int_candles_1h+1d {_fmt(r['candle_models_s'], ' s')} (dbt run wall {_fmt(long['full_refresh_s'], ' s')})",
+            f"INSERT..SELECT {_fmt(r['hand_written_s'], ' s')}", _fmt(r["candle_ratio"], "x"), "<= 1.5x",
+            r["candle_ratio"] <= 1.5 and long["full_refresh_ok"]),
+    ]
+    if "nightly_long" in r:
+        nl, ns = r["nightly_long"], r["nightly_short"]
+        rows.append(
+            Row(4, f"nightly ELT, {r['long_days']} d vs {r['short_days']} d of history ({r['pairs']} pairs)",
+                f"{_fmt(nl['elapsed_s'], ' s')} (exit {nl['exit_code']})", f"{_fmt(ns['elapsed_s'], ' s')} (exit {ns['exit_code']})",
+                _fmt(r["nightly_ratio"], "x"), "<= 1.3x", r["nightly_ratio"] <= 1.3)
+        )
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    header = ("#", "benchmark", "measured", "baseline", "ratio", "target", "status")
+    lines = [header] + [(str(r.number), r.name, r.measured, r.baseline, r.ratio, r.target, r.status) for r in rows]
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines[1:]]
+    return "\n".join(out)
+
+
+def _details(results: dict[str, Any]) -> str:
+    return json.dumps(results, indent=2, default=str, ensure_ascii=False)
+
+
+METHOD = """\
+## Method
+- **1, 2, 6**: the real loader (`pipelines.load.load_range`: client, parsing, dlt extract, normalize,
+  CSV COPY into dlt's staging table, merge into `staging.market_chart_points`) runs in a child
+  process per load, against the simulator's pro host behind a replay cache in its own process
+  (`benchmarks/replay.py`: every URL is requested once before the timed loads, so the timings
+  measure the loader and PostgreSQL, not the simulator generating prices in the loader's GIL).
+  The range is a fixed past span, so the requests are the same every run. The COPY baseline
+  copies the very rows the loader stored (prepared as CSV in memory beforehand) into an unlogged
+  table without indexes. Peak RSS is each child's own VmHWM.
+- **5**: the plain in-process simulator with its server-side limit set to the client's
+  `COINGECKO_RATE_LIMIT_PER_MIN`: a 365-day backfill (`load_range`, ending now), then two nightly
+  runs (`load_incremental`); requests counted per pair from the simulator's request log.
+- **3, 4**: the histories are written straight into `staging.market_chart_points` with COPY (the
+  simulator's own sample times and prices, the table created by a tiny real load first), not loaded
+  through the API. 3 compares the execution time of the candle models (`int_candles_1h` +
+  `int_candles_1d`, from dbt's run_results.json) of `dbt run --full-refresh` with one hand-written
+  `INSERT ... SELECT date_trunc(...) ... GROUP BY` per timeframe (no forward fill, no completeness
+  flag); the whole `dbt run` wall time (dbt start-up, every model) is shown beside it. 4 times the
+  whole nightly job (`pipelines.nightly.run`: load of the last 2 days from the simulator, dbt run,
+  freshness, tests, heal, report) on a database with the long history against one with the short
+  history, both with candles already built.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (what the test suite runs)")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated benchmark numbers")
+    parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS}, none with --smoke)")
+    parser.add_argument("--load-pairs", type=int, default=None)
+    parser.add_argument("--load-hours", type=int, default=None, help="hours of history per pair, big backfill")
+    parser.add_argument("--small-hours", type=int, default=None, help="hours of history per pair, small backfill")
+    parser.add_argument("--api-pairs", type=int, default=None)
+    parser.add_argument("--api-rate", type=int, default=None, help="client and server requests/min")
+    parser.add_argument("--dbt-pairs", type=int, default=None)
+    parser.add_argument("--long-days", type=int, default=None)
+    parser.add_argument("--short-days", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    smoke = args.smoke
+    sizes = {
+        # 40 pairs x 25,000 hourly points = 1,000,000 points in 12 windows of <= 90 days (480 requests)
+        "load_pairs": args.load_pairs or (2 if smoke else 40),
+        "load_hours": args.load_hours or (240 if smoke else 25_000),
+        "small_hours": args.small_hours or (24 if smoke else 2_500),
+        # 10 pairs x (6 + 2 x 2) requests at 90/min: a little over a minute, so the server's window fills
+        "api_pairs": args.api_pairs or (2 if smoke else 10),
+        "api_rate": args.api_rate or (6000 if smoke else 90),
+        "dbt_pairs": args.dbt_pairs or (2 if smoke else 20),
+        "long_days": args.long_days or (10 if smoke else 3 * 365),
+        "short_days": args.short_days or (3 if smoke else 7),
+    }
+    only = {int(x) for x in args.only.split(",") if x.strip()}
+    out_file = args.out or (None if smoke else RESULTS)
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {"sizes": sizes}
+    rows: list[Row] = []
+    notes: list[str] = []
+    pg = Postgres()
+    try:
+        machine = machine_description(pg.version())
+        if only & {1, 2, 6}:
+            from benchmarks.loadbench import run_load_benchmarks
+
+            print(f"benchmarks 1, 2, 6: loader, {sizes['load_pairs']} pairs x {sizes['load_hours']} h ...", flush=True)
+            results["load"] = run_load_benchmarks(pg, sizes["load_pairs"], sizes["load_hours"], sizes["small_hours"])
+            rows += [row for row in load_rows(results["load"]) if row.number in only]
+        if 5 in only:
+            from benchmarks.apibench import run_api_benchmark
+
+            print(f"benchmark 5: API economy, {sizes['api_pairs']} pairs at {sizes['api_rate']}/min ...", flush=True)
+            results["api"] = run_api_benchmark(pg, sizes["api_pairs"], sizes["api_rate"])
+            rows += api_rows(results["api"])
+        if only & {3, 4}:
+            try:
+                import pipelines.transform  # noqa: F401
+            except ImportError as exc:
+                notes.append(f"benchmarks 3 and 4 not run: the dbt runner is missing ({exc})")
+            else:
+                from benchmarks.transformbench import run_transform_benchmarks
+
+                print(f"benchmarks 3, 4: dbt, {sizes['dbt_pairs']} pairs, {sizes['long_days']} d vs {sizes['short_days']} d ...", flush=True)
+                results["transform"] = run_transform_benchmarks(
+                    pg, sizes["dbt_pairs"], sizes["long_days"], sizes["short_days"], nightly=4 in only
+                )
+                rows += [row for row in transform_rows(results["transform"]) if row.number in only]
+    finally:
+        pg.close()
+    rows.sort(key=lambda row: row.number)
+    elapsed = time.perf_counter() - started
+    results["total_s"] = elapsed
+
+    rendered = table(rows)
+    print()
+    print(rendered)
+    for note in notes:
+        print("note: " + note)
+    print(f"\n{len(rows)} rows, {sum(r.ok is True for r in rows)} pass, {sum(r.ok is False for r in rows)} miss; {elapsed:.0f} s")
+    if out_file:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        text = [
+            "# AlphaDB benchmark results",
+            "",
+            f"`make bench` (`python -m benchmarks`) on {stamp}, commit {git_revision()}, took {elapsed:.0f} s.",
+            "Every target is a ratio of two numbers measured in the same run.",
+            "",
+            "## Machine",
+            *[f"- {key}: {value}" for key, value in machine.items()],
+            "",
+            "## Results",
+            rendered,
+            "",
+            *[f"Note: {note}" for note in notes],
+            METHOD,
+            "## Raw numbers",
+            "```json",
+            _details(results),
+            "```",
+            "",
+        ]
+        out_file.write_text("\n".join(text), encoding="utf-8")
+        print(f"wrote {out_file}")
+    results["rows"] = [r.__dict__ | {"status": r.status} for r in rows]
+    main.last_results = results  # type: ignore[attr-defined]  # for the smoke test
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

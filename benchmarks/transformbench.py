@@ -1,0 +1,180 @@
+"""Benchmarks 3 and 4: the candle build against hand-written SQL, and a nightly run's cost with a
+long history against a short one.
+
+Histories are written straight into `staging.market_chart_points` with COPY (the loader's table,
+created by a tiny real load first): the same rows the simulator would serve (its own
+`sample_times`/`series` functions), without spending minutes loading them through the API.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Postgres, bench_env, bench_pairs, scratch_dir, settings_for
+from pipelines.config import Pair, Settings
+from pipelines.database import Connection, connect
+from pipelines.simulator import Simulator
+from pipelines.simulator import prices
+
+CANDLE_MODELS = ("int_candles_1h", "int_candles_1d")
+
+HAND_WRITTEN = """
+insert into public.bench_hand_candles_{tf}
+select
+    p.coin_id || '/' || p.vs_currency as pair,
+    date_trunc('{unit}', p.ts) as ts,
+    (array_agg(p.price order by p.ts asc))[1] as open,
+    max(p.price) as high,
+    min(p.price) as low,
+    (array_agg(p.price order by p.ts desc))[1] as close,
+    (array_agg(p.total_volume order by p.ts desc))[1] as volume,
+    (array_agg(p.market_cap order by p.ts desc))[1] as market_cap,
+    count(*) as sample_count
+from staging.market_chart_points as p
+where p.price is not null
+group by 1, 2
+"""
+
+
+def populate(connection: Connection, pairs: list[Pair], start: datetime, end: datetime, loaded_at: datetime) -> tuple[int, float]:
+    """COPY the simulator's hourly points of [start, end) for every pair; returns (rows, seconds)."""
+    started = time.perf_counter()
+    rows = 0
+    stamp = loaded_at.isoformat()
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("delete from staging.market_chart_points")
+        for pair in pairs:
+            times = prices.sample_times(pair.coin_id, int(start.timestamp() * 1000), int(end.timestamp() * 1000) - 1, prices.HOURLY)
+            chart = prices.series(pair.coin_id, times, pair.vs_currency)
+            buffer = io.StringIO()
+            prefix = f"{pair.coin_id},{pair.vs_currency},"
+            for (ts, price), (_, cap), (_, volume) in zip(chart["prices"], chart["market_caps"], chart["total_volumes"]):
+                when = datetime.fromtimestamp(ts / 1000, timezone.utc).isoformat(timespec="milliseconds")
+                buffer.write(f"{prefix}{when},{price!r},{cap!r},{volume!r},{stamp}\n")
+            buffer.seek(0)
+            cur.copy_expert(
+                "copy staging.market_chart_points (coin_id, vs_currency, ts, price, market_cap, total_volume, loaded_at)"
+                " from stdin with (format csv)",
+                buffer,
+            )
+            rows += len(times)
+        cur.execute("analyze staging.market_chart_points")
+    return rows, time.perf_counter() - started
+
+
+def node_times(settings: Settings) -> dict[str, float]:
+    """Execution time of every node of the last dbt command (run_results.json)."""
+    path = settings.home / "dbt" / "target" / "run_results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {r["unique_id"].split(".")[-1]: float(r.get("execution_time") or 0.0) for r in data.get("results", [])}
+
+
+def hand_written_candles(connection: Connection) -> float:
+    """The same hourly and daily candles (without forward fill) in one INSERT ... SELECT each."""
+    with connect(connection) as conn, conn.cursor() as cur:
+        for tf in ("1h", "1d"):
+            cur.execute(f"drop table if exists public.bench_hand_candles_{tf}")
+            cur.execute(
+                f"""create table public.bench_hand_candles_{tf} (
+                    pair text, ts timestamptz, open double precision, high double precision, low double precision,
+                    close double precision, volume double precision, market_cap double precision, sample_count bigint)"""
+            )
+    started = time.perf_counter()
+    with connect(connection) as conn, conn.cursor() as cur:
+        for tf, unit in (("1h", "hour"), ("1d", "day")):
+            cur.execute(HAND_WRITTEN.format(tf=tf, unit=unit))
+    elapsed = time.perf_counter() - started
+    with connect(connection) as conn, conn.cursor() as cur:
+        for tf in ("1h", "1d"):
+            cur.execute(f"drop table public.bench_hand_candles_{tf}")
+    return elapsed
+
+
+def _step_lines(log_file: Path) -> list[str]:
+    try:
+        lines = log_file.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return [re.sub(r"^\[[^\]]*\]\s*", "", line) for line in lines if "✅" in line or "❌" in line or "⚠️" in line]
+
+
+def prepare_history(
+    pg: Postgres, sim: Simulator, pairs: list[Pair], home: Path, history: timedelta, now: datetime, label: str
+) -> tuple[Settings, Connection, dict[str, Any]]:
+    """A database whose raw table holds `history` of hourly points ending 2 days ago, candles built."""
+    from pipelines.load import load_range
+    from pipelines.transform import run_models
+
+    connection = pg.new_database(label)
+    env = bench_env(connection, sim.base_url, pairs, home)
+    env["ALPHADB_BACKFILL_DAYS"] = "2"
+    settings = settings_for(env)
+    end = (now - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    start = end - history
+    # A tiny real load creates the raw table, dlt's tables and the loader's indexes.
+    load_range(settings, connection, start, start + timedelta(hours=2), job="bench-setup")
+    info: dict[str, Any] = {}
+    info["rows"], info["populate_s"] = populate(connection, pairs, start, end, end)
+    outcome = run_models(settings, connection, full_refresh=True)
+    info["full_refresh_s"] = outcome.elapsed_s
+    info["full_refresh_ok"] = outcome.success
+    info["full_refresh_failed"] = [f"{r.name}: {r.message[:200]}" for r in outcome.failed]
+    info["full_refresh_nodes"] = node_times(settings)
+    return settings, connection, info
+
+
+def nightly_once(settings: Settings) -> dict[str, Any]:
+    """The whole nightly job (`alphadb run`: load, dbt run, freshness, tests, heal, report)."""
+    from pipelines import nightly
+
+    started = time.perf_counter()
+    code = nightly.run(settings)
+    return {"elapsed_s": time.perf_counter() - started, "exit_code": code, "steps": _step_lines(settings.log_file)}
+
+
+def run_transform_benchmarks(pg: Postgres, pairs: int, long_days: int, short_days: int, nightly: bool = True) -> dict[str, Any]:
+    chosen = bench_pairs(pairs)
+    now = datetime.now(timezone.utc)
+    out: dict[str, Any] = {"pairs": pairs, "long_days": long_days, "short_days": short_days}
+    connections: list[Connection] = []
+    try:
+        with Simulator(host_kind="pro") as sim, scratch_dir("alphadb-bench-dbt-") as tmp:
+            long_settings, long_db, out["long"] = prepare_history(pg, sim, chosen, tmp / "long", timedelta(days=long_days), now, "long")
+            connections.append(long_db)
+            out["hand_written_s"] = hand_written_candles(long_db)
+            if nightly:
+                short_settings, short_db, out["short"] = prepare_history(
+                    pg, sim, chosen, tmp / "short", timedelta(days=short_days), now, "short"
+                )
+                connections.append(short_db)
+                out["nightly_long"] = nightly_once(long_settings)
+                out["nightly_short"] = nightly_once(short_settings)
+    finally:
+        for connection in connections:
+            pg.drop_database(connection)
+    nodes = out["long"]["full_refresh_nodes"]
+    out["candle_models_s"] = sum(nodes.get(name, 0.0) for name in CANDLE_MODELS)
+    out["candle_ratio"] = out["candle_models_s"] / out["hand_written_s"] if out["hand_written_s"] else float("nan")
+    if nightly:
+        out["nightly_ratio"] = out["nightly_long"]["elapsed_s"] / out["nightly_short"]["elapsed_s"]
+    return out
+
+
+if __name__ == "__main__":  # python -m benchmarks.transformbench PAIRS LONG_DAYS SHORT_DAYS
+    import sys
+
+    args = [int(a) for a in sys.argv[1:4]] or [20, 1095, 7]
+    pg = Postgres()
+    try:
+        print(json.dumps(run_transform_benchmarks(pg, *args), indent=2, default=str))
+    finally:
+        pg.close()

@@ -1,0 +1,53 @@
+"""The benchmark suite on tiny sizes: proves `make bench` still works end to end (not its timings)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from benchmarks import __main__ as bench
+from benchmarks.harness import Postgres, bench_pairs
+from benchmarks.transformbench import hand_written_candles, populate
+from pipelines.database import connect
+
+
+def test_smoke_run_of_loader_and_api_benchmarks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "results.md"
+    assert bench.main(["--smoke", "--only", "1,2,5,6", "--out", str(out)]) == 0
+    results = bench.main.last_results  # type: ignore[attr-defined]
+    load = results["load"]
+    # The loader stored every point once, the re-load merged without duplicates, COPY copied them all.
+    assert load["first"]["points"] == load["rows_after_first"] == load["rows_after_reload"] == load["copy_rows"] > 0
+    assert load["small"]["points"] < load["first"]["points"]
+    assert load["first"]["peak_rss_kb"] > 0 and load["small"]["peak_rss_kb"] > 0
+    api = results["api"]
+    assert api["backfill_requests_per_pair_max"] <= 6 and api["nightly_requests_per_pair_max"] <= 2
+    assert api["status_429"] == 0 and not api["failures"]
+    numbers = {row["number"] for row in results["rows"]}
+    assert numbers == {1, 2, 5, 6}
+    text = out.read_text()
+    for needle in ("## Machine", "CPU", "PostgreSQL", "dlt", "dbt-core", "| 1 |", "| 6 |"):
+        assert needle in text
+
+
+def test_transform_benchmark_data_and_baseline() -> None:
+    """Benchmarks 3/4's history generator and hand-written candle SQL (dbt itself is tested elsewhere)."""
+    pg = Postgres()
+    try:
+        connection = pg.new_database("smoke")
+        with connect(connection) as conn, conn.cursor() as cur:
+            cur.execute("create schema staging")
+            cur.execute(
+                """create table staging.market_chart_points (coin_id text, vs_currency text, ts timestamptz,
+                price double precision, market_cap double precision, total_volume double precision, loaded_at timestamptz)"""
+            )
+        end = datetime(2024, 1, 10, tzinfo=timezone.utc)
+        rows, _ = populate(connection, bench_pairs(2), end - timedelta(days=2), end, end)
+        assert rows == pytest.approx(2 * 48, abs=2)
+        assert hand_written_candles(connection) >= 0
+        with connect(connection) as conn, conn.cursor() as cur:
+            cur.execute("select count(*), min(ts) >= %s, max(ts) < %s from staging.market_chart_points", (end - timedelta(days=2), end))
+            assert cur.fetchone() == (rows, True, True)
+    finally:
+        pg.close()
