@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
+    command = None
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
@@ -218,12 +219,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.psql_args = extra
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        command = args.command
         settings = load_settings()
         runlog.register_secrets(settings.secrets())
         if args.command not in ("run", "psql"):
             runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
         code = int(args.func(settings, args) or 0)
     except AlphaDBError as exc:
+        if command == "run" and settings is None:
+            from pipelines.nightly import log_config_error
+
+            return log_config_error(exc)  # cron's run log must say why the job stopped
         _fail(str(exc))
         code = exc.exit_code
     except KeyboardInterrupt:
