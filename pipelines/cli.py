@@ -90,10 +90,11 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
-    from pipelines.load import load_range
-
+    # Validate the arguments before importing dlt: a typo answers at once.
     start, end, job = backfill_range(args, datetime.now(timezone.utc))
     pairs = [settings.pair(args.pair)] if args.pair is not None else None
+    from pipelines.load import load_range
+
     runlog.line(runlog.RUNNING, f"backfill {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC")
     return _print_load(load_range(settings, _connection(settings), start, end, pairs, job=job))
 
