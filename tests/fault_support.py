@@ -263,3 +263,43 @@ def load_at(env: Mapping[str, str], connection: Connection, now_s: float, simula
     settings = load_settings(environ=dict(env))
     with mock.patch.object(load_module, "datetime", fixed_datetime(now_s)):
         return load_module.load_incremental(settings, connection)
+
+
+# --- docs/reliability.md ---------------------------------------------------------------------
+
+def render_table(data: Mapping[str, Any]) -> str:
+    """The reliability table of docs/reliability.md from the recorded measurements."""
+    faults = {k: v for k, v in data.items() if not k.startswith("bad input")}
+    bad = {k: v for k, v in data.items() if k.startswith("bad input")}
+    cell = lambda value: str(value).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = [
+        "# Reliability: faults injected and measured",
+        "",
+        "Generated from `docs/reliability.json`, which the fault suite (`tests/test_faults_*.py`,",
+        "`tests/test_security.py`) writes on every run; regenerate with `python tests/fault_support.py`.",
+        "Every row is a test that injects the fault for real (a SIGKILL, a simulator fault over HTTP,",
+        "a deleted directory...) against a real PostgreSQL, and compares what is stored with an",
+        "uninterrupted reference load of the same windows from the deterministic simulator.",
+        "",
+        "| fault | how it is injected | runs survived | points lost | duplicates | outcome |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in sorted(faults.items()):
+        outcome = m.get("outcome") or m.get("recovery") or ""
+        lines.append(
+            f"| {cell(name)} | {cell(m.get('injection', ''))} | {m.get('runs_survived', '–')} | "
+            f"{m.get('points_lost', '–')} | {m.get('duplicates', '–')} | {cell(outcome)} |"
+        )
+    lines += ["", "## Bad input", "", "| input | command | exit code | message | written |", "| --- | --- | --- | --- | --- |"]
+    for name, m in sorted(bad.items()):
+        lines.append(
+            f"| {cell(name[len('bad input: '):])} | {cell(m.get('injection', ''))} | {m.get('exit_code', '')} | "
+            f"{cell(m.get('message', ''))} | {cell(m.get('written', ''))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    table = render_table(json.loads(MEASUREMENTS.read_text()))
+    (MEASUREMENTS.parent / "reliability.md").write_text(table)
+    print(f"wrote {MEASUREMENTS.parent / 'reliability.md'}")
