@@ -8,7 +8,7 @@
     built from part of its points; the forward fill continues from the candle just before the
     rebuilt range (the anchor), so it stays right across the incremental edge. -#}
 {% macro build_candles(timeframe) %}
-    {% set width = timeframe_width(timeframe) %}
+{% set width = timeframe_width(timeframe) %}
 with
 
 {% if is_incremental() -%}
@@ -61,9 +61,13 @@ anchor as (
     ) as previous on true
 ),
 
-    {%- endif %}
+{%- endif %}
 
 points as (
+{%- if is_incremental() %}
+    {#- one branch per configured pair: with the pair a constant and the rebuild start a scalar,
+        the raw table's unique (coin_id, vs_currency, ts) index finds the rebuilt range -#}
+{%- for pair in alphadb_pairs() %}
     select
         stg.pair,
         stg.ts,
@@ -72,11 +76,23 @@ points as (
         stg.market_cap,
         stg.loaded_at
     from {{ ref('stg_coingecko__market_chart_points') }} as stg
-    {%- if is_incremental() %}
-    inner join rebuild
-        on stg.pair = rebuild.pair and stg.ts >= rebuild.from_ts
-    {%- endif %}
+    where
+        stg.pair = '{{ pair.name }}'
+        and stg.price is not null
+        and stg.ts >= (select rebuild.from_ts from rebuild where rebuild.pair = '{{ pair.name }}')
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+    {%- else %}
+    select
+        stg.pair,
+        stg.ts,
+        stg.price,
+        stg.total_volume,
+        stg.market_cap,
+        stg.loaded_at
+    from {{ ref('stg_coingecko__market_chart_points') }} as stg
     where stg.price is not null
+{%- endif %}
 ),
 
 sampled as (
@@ -90,18 +106,74 @@ sampled as (
         (array_agg(points.total_volume order by points.ts desc))[1] as volume,
         (array_agg(points.market_cap order by points.ts desc))[1] as market_cap,
         count(*)::integer as sample_count,
-        max(points.loaded_at) as source_loaded_at
+        max(points.loaded_at) as source_loaded_at,
+        false as is_anchor
     from points
     group by 1, 2
 ),
+{%- if is_incremental() %}
 
-spans as (
+anchored as (
+    select * from sampled
+
+    union all
+
     select
-        sampled.pair,
-        min(sampled.ts) as first_ts,
-        max(sampled.ts) as last_ts
-    from sampled
-    group by sampled.pair
+        anchor.pair,
+        anchor.ts,
+        anchor.close as open,
+        anchor.close as high,
+        anchor.close as low,
+        anchor.close,
+        anchor.volume,
+        anchor.market_cap,
+        null::integer as sample_count,
+        null::timestamptz as source_loaded_at,
+        true as is_anchor
+    from anchor
+),
+{%- endif %}
+
+with_next as (
+    select
+        candles.*,
+        lead(candles.ts) over (partition by candles.pair order by candles.ts) as next_ts
+    from {{ "anchored" if is_incremental() else "sampled" }} as candles
+),
+
+filled as (
+    select
+        with_next.pair,
+        with_next.ts,
+        with_next.open,
+        with_next.high,
+        with_next.low,
+        with_next.close,
+        with_next.volume,
+        with_next.market_cap,
+        with_next.sample_count,
+        with_next.source_loaded_at
+    from with_next
+    where not with_next.is_anchor
+
+    union all
+
+    -- the unsampled buckets up to the next sampled one carry this candle's close, volume, market cap
+    select
+        with_next.pair,
+        unsampled.ts,
+        with_next.close as open,
+        with_next.close as high,
+        with_next.close as low,
+        with_next.close,
+        with_next.volume,
+        with_next.market_cap,
+        0 as sample_count,
+        null::timestamptz as source_loaded_at
+    from with_next
+    cross join lateral generate_series(
+        with_next.ts + {{ width }}, with_next.next_ts - {{ width }}, {{ width }}
+    ) as unsampled (ts)
 ),
 
 last_points as (
@@ -110,91 +182,21 @@ last_points as (
         max(points.ts) as last_point_ts
     from points
     group by points.pair
-),
-
-buckets as (
-    select
-        spans.pair,
-        series.ts
-    {%- if is_incremental() %}
-    from spans
-    inner join rebuild on spans.pair = rebuild.pair
-    cross join lateral generate_series(rebuild.from_ts, spans.last_ts, {{ width }}) as series (ts)
-    {%- else %}
-    from spans
-    cross join lateral generate_series(spans.first_ts, spans.last_ts, {{ width }}) as series (ts)
-    {%- endif %}
-),
-
-timeline as (
-    select
-        buckets.pair,
-        buckets.ts,
-        false as is_anchor,
-        sampled.open,
-        sampled.high,
-        sampled.low,
-        sampled.close,
-        sampled.volume,
-        sampled.market_cap,
-        sampled.sample_count,
-        sampled.source_loaded_at
-    from buckets
-    left join sampled on buckets.pair = sampled.pair and buckets.ts = sampled.ts
-    {%- if is_incremental() %}
-
-    union all
-
-    select
-        anchor.pair,
-        anchor.ts,
-        true as is_anchor,
-        anchor.close as open,
-        anchor.close as high,
-        anchor.close as low,
-        anchor.close,
-        anchor.volume,
-        anchor.market_cap,
-        null::integer as sample_count,
-        null::timestamptz as source_loaded_at
-    from anchor
-    {%- endif %}
-),
-
-fill_groups as (
-    -- every unsampled bucket joins the group of the latest candle with a close before it
-    select
-        timeline.*,
-        count(timeline.close) over (partition by timeline.pair order by timeline.ts) as fill_group
-    from timeline
-),
-
-filled as (
-    select
-        fill_groups.*,
-        first_value(fill_groups.close) over fill_window as carried_close,
-        first_value(fill_groups.volume) over fill_window as carried_volume,
-        first_value(fill_groups.market_cap) over fill_window as carried_market_cap
-    from fill_groups
-    window fill_window as (partition by fill_groups.pair, fill_groups.fill_group order by fill_groups.ts)
 )
 
 select
     filled.pair,
     '{{ timeframe }}'::text as timeframe,
     filled.ts,
-    coalesce(filled.open, filled.carried_close) as open,
-    coalesce(filled.high, filled.carried_close) as high,
-    coalesce(filled.low, filled.carried_close) as low,
-    coalesce(filled.close, filled.carried_close) as close,
-    case when filled.sample_count is null then filled.carried_volume else filled.volume end as volume,
-    case
-        when filled.sample_count is null then filled.carried_market_cap else filled.market_cap
-    end as market_cap,
-    coalesce(filled.sample_count, 0) as sample_count,
+    filled.open,
+    filled.high,
+    filled.low,
+    filled.close,
+    filled.volume,
+    filled.market_cap,
+    filled.sample_count,
     filled.ts + {{ width }} <= last_points.last_point_ts as is_complete,
     filled.source_loaded_at
 from filled
 inner join last_points on filled.pair = last_points.pair
-where not filled.is_anchor and filled.carried_close is not null
 {%- endmacro %}
