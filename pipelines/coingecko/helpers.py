@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.config import Pair
 from pipelines.errors import AlphaDBError
@@ -31,6 +32,11 @@ SCHEMA = pa.schema(
         pa.field("loaded_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
+
+
+_PAIRS = pa.list_(pa.float64())
+_NO_FLOAT = pa.scalar(None, pa.float64())
+_ZERO_ONE = pa.array([0.0, 1.0])
 
 
 class MalformedResponse(AlphaDBError):
@@ -66,6 +72,65 @@ def _drop_truncated_twins(timestamps: list[int]) -> list[int]:
     return [ts for ts in timestamps if ts % 1000 or ts // 1000 not in precise_seconds]
 
 
+def _fast_series(raw: Any) -> tuple[pa.Array, pa.Array] | None:
+    """(int64 timestamps, float64 values with NaN/inf as null) of a well-formed series, converted
+    in C by Arrow; None for anything unusual, which the exact Python path then handles."""
+    if not isinstance(raw, list):
+        return None
+    try:
+        items = pa.array(raw, type=_PAIRS)  # rejects strings, dicts, nested lists, huge ints
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+    if items.null_count:
+        return None
+    if len(items):
+        lengths = pc.min_max(pc.list_value_length(items)).as_py()
+        if lengths["min"] != 2 or lengths["max"] != 2:
+            return None
+    stamps, values = pc.list_element(items, 0), pc.list_element(items, 1)
+    if stamps.null_count:
+        return None
+    try:
+        ts = pc.cast(stamps, pa.int64())  # safe cast: a fractional or NaN timestamp is unusual
+    except pa.ArrowException:
+        return None
+    # Arrow reads true/false as 1/0: look at those few items in Python (a bool is malformed).
+    suspects = pc.indices_nonzero(pc.or_kleene(pc.is_in(stamps, value_set=_ZERO_ONE), pc.is_in(values, value_set=_ZERO_ONE)))
+    if any(isinstance(x, bool) for i in suspects.to_pylist() for x in raw[i]):
+        return None
+    return ts, pc.if_else(pc.is_finite(values), values, _NO_FLOAT)
+
+
+def _fast_columns(body: dict[str, Any], low: float, high: float) -> tuple[pa.Array, list[pa.Array]] | None:
+    """The common case in bulk: three well-formed series on the same strictly increasing
+    timestamps. Same result as the Python path below, or None to use that path."""
+    parsed = []
+    for key, _ in SERIES:
+        series = _fast_series(body.get(key, []))
+        if series is None:
+            return None
+        parsed.append(series)
+    ts = parsed[0][0]
+    if any(not other.equals(ts) for other, _ in parsed[1:]):
+        return None
+    if len(ts) > 1 and not pc.all(pc.greater(ts[1:], ts[:-1])).as_py():
+        return None  # unsorted or repeated instants
+    if len(ts) and not 0 <= ts[0].as_py() <= ts[-1].as_py() < 2**53:
+        return None  # outside float64's exact integers: not a real timestamp anyway
+    first = pc.sum(pc.less(ts, low)).as_py() or 0  # sorted: the window is one slice
+    last = pc.sum(pc.less_equal(ts, high)).as_py() or 0
+    ts = ts.slice(first, max(0, last - first))
+    values = [series.slice(first, len(ts)) for _, series in parsed]
+    keep = pc.invert(pc.and_(pc.and_(pc.is_null(values[0]), pc.is_null(values[1])), pc.is_null(values[2])))
+    if len(ts) > 1:
+        # `t.000` directly followed by a precise point of the same second is its truncated twin.
+        seconds = pc.divide(ts, 1000)
+        whole = pc.equal(pc.subtract(ts, pc.multiply(seconds, 1000)), 0)
+        twin = pc.and_(whole[:-1], pc.equal(seconds[1:], seconds[:-1]))
+        keep = pc.and_(keep, pc.invert(pa.concat_arrays([twin, pa.array([False])])))
+    return ts.filter(keep), [v.filter(keep) for v in values]
+
+
 def parse_market_chart(
     body: Any, pair: Pair, window_start: datetime, window_end: datetime, loaded_at: datetime, what: str
 ) -> pa.Table:
@@ -73,12 +138,28 @@ def parse_market_chart(
     if not isinstance(body, dict) or "prices" not in body:
         shape = sorted(body)[:5] if isinstance(body, dict) else type(body).__name__
         raise MalformedResponse(f"CoinGecko {what}: unexpected response shape ({shape}); nothing loaded")
+    low, high = window_start.timestamp() * 1000, window_end.timestamp() * 1000
+    fast = _fast_columns(body, low, high)
+    if fast is not None:
+        kept_ts, (prices, caps, volumes) = fast
+        n = len(kept_ts)
+        return pa.table(
+            {
+                "coin_id": pa.repeat(pa.scalar(pair.coin_id, pa.string()), n),
+                "vs_currency": pa.repeat(pa.scalar(pair.vs_currency, pa.string()), n),
+                "ts": kept_ts.cast(pa.timestamp("ms", tz="UTC")),
+                "price": prices,
+                "market_cap": caps,
+                "total_volume": volumes,
+                "loaded_at": pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
+            },
+            schema=SCHEMA,
+        )
     try:
         series = {column: _series(body, key) for key, column in SERIES}
     except TypeError as exc:
         raise MalformedResponse(f"CoinGecko {what}: malformed data: {exc}; nothing loaded") from None
 
-    low, high = window_start.timestamp() * 1000, window_end.timestamp() * 1000
     stamps = sorted({ts for points in series.values() for ts in points if low <= ts <= high})
     stamps = _drop_truncated_twins(stamps)
     columns: dict[str, list[Any]] = {column: [] for _, column in SERIES}
