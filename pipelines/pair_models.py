@@ -7,8 +7,8 @@ the project reads the pairs from. All logic stays in the project's macros and mo
 only name the pairs. They are gitignored and rewritten only when their content changes (so dbt's
 partial parsing keeps working); files of pairs no longer configured are deleted.
 
-`python -m pipelines.pair_models` syncs the repo's dbt project from the current settings, for running
-dbt by hand.
+`pipelines.transform.prepare_project` syncs a per-ALPHADB_HOME mirror of the project before every dbt
+run; `python -m pipelines.pair_models` syncs the repo's dbt_alphadb/ itself, for running dbt by hand.
 """
 
 from __future__ import annotations

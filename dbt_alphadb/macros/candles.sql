@@ -1,9 +1,9 @@
 {#- Candles of one timeframe for every configured pair (DESIGN.md §3), the body of int_candles_<tf>.
 
     Full refresh: every priced point of stg_coingecko__market_chart_points is bucketed.
-    Incremental: only pairs with points loaded since the last processed load (minus a safety margin)
-    are rebuilt, each from the start of the bucket of its earliest new point, or from its last
-    existing candle if that is earlier (so that candle turns complete). The rebuild always starts
+    Incremental: only pairs with points loaded since the last processed load (minus a safety margin),
+    or without any candle yet, are rebuilt, each from the start of the bucket of its earliest new
+    point, or from its last existing candle if that is earlier (so that candle turns complete). The rebuild always starts
     on a bucket boundary and re-reads every point of the rebuilt buckets, so a bucket is never
     built from part of its points; the forward fill continues from the candle just before the
     rebuilt range (the anchor), so it stays right across the incremental edge. -#}
@@ -26,18 +26,33 @@ touched as (
     from {{ ref('stg_coingecko__market_chart_points') }} as stg
     where stg.loaded_at > (select watermark.loaded_since from watermark)
     group by stg.pair
+
+    union all
+
+    -- a pair configured after its points were loaded has no candle yet: built from its first point
+    select
+        configured.pair,
+        (
+            select min(stg.ts)
+            from {{ ref('stg_coingecko__market_chart_points') }} as stg
+            where stg.pair = configured.pair
+        ) as first_new_ts
+    from {{ pairs_relation() }} as configured (pair, coin_id, vs_currency)
+    where not exists (select 1 from {{ this }} as done where done.pair = configured.pair)
 ),
 
 rebuild as (
     select
         touched.pair,
-        least({{ bucket_start('touched.first_new_ts', timeframe) }}, last_candle.ts) as from_ts
+        least({{ bucket_start('min(touched.first_new_ts)', timeframe) }}, max(last_candle.ts)) as from_ts
     from touched
     left join lateral (
         select max(done.ts) as ts
         from {{ this }} as done
         where done.pair = touched.pair
     ) as last_candle on true
+    where touched.first_new_ts is not null
+    group by touched.pair
 ),
 
 anchor as (
