@@ -307,10 +307,14 @@ def _failed(node: Any) -> bool:
 
 
 def _error_lines(message: str) -> None:
-    """A multi-line message (dbt's output tail) as several log lines, each in the log format."""
+    """A multi-line message (dbt's output tail) as several log lines, each in the log format.
+
+    Each line is stripped on both sides: psycopg2's messages indent their continuation lines with
+    spaces and tabs, and `<marker> <message>` must be followed by the message itself.
+    """
     for text in message.strip().splitlines() or [""]:
         if text.strip():
-            runlog.line(runlog.ERROR, text.rstrip())
+            runlog.line(runlog.ERROR, text.strip())
 
 
 def _node_text(node: Any, max_chars: int = 600) -> str:
