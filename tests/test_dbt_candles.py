@@ -134,14 +134,15 @@ def test_incremental_runs_equal_a_full_refresh(database: Connection, tmp_path: P
 
 
 def test_session_time_zone_does_not_change_the_marts(database: Connection, tmp_path: Path) -> None:
-    settings = dbt_settings(tmp_path / "home")
-    pairs = ("BTC/USDT", "ETH/USDT")
+    # without BTC/USDT: the unit tests (BTC/USDT and ETH/USDT fixtures) must not depend on pairs.conf
+    pairs = ("SOL/USDT", "ETH/USDT")
+    settings = dbt_settings(tmp_path / "home", pairs)
     # around both US daylight-saving changes, with points right at UTC midnight
     points = (
-        hourly_points("BTC/USDT", datetime(2024, 3, 9, 0, tzinfo=UTC), 72)
+        hourly_points("SOL/USDT", datetime(2024, 3, 9, 0, tzinfo=UTC), 72)
         + hourly_points("ETH/USDT", datetime(2024, 11, 2, 0, tzinfo=UTC), 72, per_hour=4, base=10.0)
-        + [("BTC/USDT", datetime(2024, 3, 11, 23, 59, 59, 999000, tzinfo=UTC), 99.0, 1.0, 1.0),
-           ("BTC/USDT", datetime(2024, 3, 12, 0, 0, tzinfo=UTC), 98.0, 1.0, 1.0)]
+        + [("SOL/USDT", datetime(2024, 3, 11, 23, 59, 59, 999000, tzinfo=UTC), 99.0, 1.0, 1.0),
+           ("SOL/USDT", datetime(2024, 3, 12, 0, 0, tzinfo=UTC), 98.0, 1.0, 1.0)]
     )
     upsert_points(database, points, loaded_at=datetime(2024, 11, 6, tzinfo=UTC))
 
@@ -151,13 +152,14 @@ def test_session_time_zone_does_not_change_the_marts(database: Connection, tmp_p
     assert shown.success and "America/Los_Angeles" in (settings.home / "dbt" / "last_output.log").read_text()
     built = transform.run_dbt(settings, database, ["build", *NO_RECENCY], extra_env=los_angeles)
     assert built.success, failed(built)
+    assert len([r for r in built.results if "::" in r.name and r.status == "pass"]) == 4
     in_los_angeles = marts(database, pairs)
 
     outcome = transform.run_models(settings, database, full_refresh=True)  # UTC
     assert outcome.success, failed(outcome)
     in_utc = marts(database, pairs)
     assert in_los_angeles == in_utc
-    daily = in_utc["ohlcv_btc_usdt_1d"]
+    daily = in_utc["ohlcv_sol_usdt_1d"]
     assert [(d[0], d[7]) for d in daily] == [
         (datetime(2024, 3, 9, tzinfo=UTC), 24), (datetime(2024, 3, 10, tzinfo=UTC), 24),
         (datetime(2024, 3, 11, tzinfo=UTC), 25), (datetime(2024, 3, 12, tzinfo=UTC), 1),
