@@ -26,6 +26,7 @@ os.environ.setdefault("NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "true")
 
 import dlt  # noqa: E402
 from dlt.common.pipeline import LoadInfo  # noqa: E402
+import psycopg2  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
 from pipelines.coingecko import PairProgress, coingecko, lookback_start  # noqa: E402
@@ -33,8 +34,8 @@ from pipelines.coingecko.client import CoinGeckoClient  # noqa: E402
 from pipelines.coingecko.planning import RequestWindow, earliest_allowed, plan_windows  # noqa: E402
 from pipelines.coingecko.settings import RESOURCE_NAME  # noqa: E402
 from pipelines.config import Pair, Settings  # noqa: E402
-from pipelines.database import Connection, connect  # noqa: E402
-from pipelines.errors import AlphaDBError, LockHeld  # noqa: E402
+from pipelines.database import UNREACHABLE, Connection, connect  # noqa: E402
+from pipelines.errors import AlphaDBError, DatabaseUnavailable, LockHeld  # noqa: E402
 
 log = logging.getLogger("alphadb")
 
@@ -174,7 +175,36 @@ def _run(
     if not any(plan.values()):
         return None
     source = coingecko(client, plan, progress, now, now, on_window_done)
-    return pipeline.run(source, loader_file_format="csv")
+    try:
+        return pipeline.run(source, loader_file_format="csv")
+    except Exception as exc:
+        lost = _connection_lost(exc)
+        if lost is None:
+            raise
+        step = getattr(exc, "step", None) or "load"
+        reason = next((line.strip() for line in str(lost).splitlines() if line.strip()), type(lost).__name__)
+        raise DatabaseUnavailable(
+            f"{UNREACHABLE} (lost during the dlt {step} step: {reason}). The points fetched so far are kept "
+            "in a pending load package: the next run loads it first, then fetches from its cursor as usual"
+        ) from None
+
+
+def _connection_lost(exc: BaseException) -> BaseException | None:
+    """The psycopg2 error behind a dlt failure when it is the server going away (connection refused or
+    broken, an administrator or crash shutdown), else None. Walks causes and dlt's wrapped exception."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, psycopg2.OperationalError):
+            code = getattr(item, "pgcode", None)
+            if code is None or code.startswith(("08", "57P")):
+                return item
+        todo += [item.__cause__, item.__context__, getattr(item, "exception", None)]
+    return None
 
 
 def _cursor_state(pipeline: dlt.Pipeline) -> dict[str, int]:
