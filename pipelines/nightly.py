@@ -279,7 +279,8 @@ class Job:
         try:
             self.steps()
         except AlphaDBError as exc:
-            if not any(f.message == str(exc) for f in self.failures):
+            # A step that failed already logged it (load and heal prefix the step and its duration).
+            if not any(str(exc) in f.message for f in self.failures):
                 self.fail(exc.exit_code, str(exc))
         except Interrupted as exc:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish reporting; the job is ending anyway
