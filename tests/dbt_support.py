@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,12 +9,11 @@ from typing import Any, Iterable, Sequence
 
 from psycopg2.extras import execute_values
 
+from loader_support import FIXTURES, expected_points, load_fixture
 from pipelines.config import Settings, load_settings
 from pipelines.database import Connection, connect
 
-REAL_30D_FILE = Path("/work/shared/coingecko/bitcoin_30d_hourly_722points.json")
-if not REAL_30D_FILE.exists():  # the repo's copy, when the shared folder is not there
-    REAL_30D_FILE = Path(__file__).resolve().parent / "data" / REAL_30D_FILE.name
+REAL_30D_FILE = FIXTURES / "bitcoin_30d_hourly_722points.json"
 
 # Exactly the loader's table (DESIGN.md §3; dlt adds _dlt_load_id and _dlt_id).
 RAW_DDL = """
@@ -90,14 +88,9 @@ def delete_points(connection: Connection, pair: str, start: datetime, end: datet
 
 def real_30d_points(pair: str = "BTC/USDT") -> list[Point]:
     """The real 30-day hourly response as the loader stores it: one point per instant, nulls kept."""
-    body = json.loads(REAL_30D_FILE.read_text(encoding="utf-8"))
-    by_ts: dict[int, list[Any]] = {}
-    for key, slot in (("prices", 0), ("market_caps", 1), ("total_volumes", 2)):
-        for ms, value in body[key]:
-            by_ts.setdefault(ms, [None, None, None])[slot] = value
     return [
         (pair, datetime.fromtimestamp(ms / 1000, UTC), price, market_cap, volume)
-        for ms, (price, market_cap, volume) in sorted(by_ts.items())
+        for ms, price, market_cap, volume in expected_points(load_fixture(REAL_30D_FILE))
     ]
 
 

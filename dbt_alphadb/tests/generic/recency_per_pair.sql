@@ -6,7 +6,7 @@
 select
     configured.pair,
     latest.latest_complete_ts,
-    interval '{{ max_age }}' as max_age
+    '{{ max_age }}'::text as max_age
 from {{ pairs_relation() }} as configured (pair, coin_id, vs_currency)
 left join (
     select
