@@ -22,7 +22,9 @@ import psycopg2
 from pipelines.database import Connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("ALPHADB_COINGECKO_FIXTURES", REPO_ROOT.parent / "shared" / "coingecko"))
+# Copies of the real CoinGecko responses of shared/coingecko/ (see PROVENANCE.md there): in the repo, so
+# the tests never depend on a folder beside the clone.
+FIXTURES = Path(os.environ.get("ALPHADB_COINGECKO_FIXTURES", REPO_ROOT / "tests" / "fixtures" / "coingecko"))
 STAGING = "staging.market_chart_points"
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000

@@ -57,8 +57,6 @@ def test_real_30_day_file_gives_720_hourly_candles(database: Connection, tmp_pat
     (each alone, forward-filled); the 14:00 bucket holds the 14:02 point and the live 14:13:29 one and
     is the only incomplete candle.
     """
-    if not REAL_30D_FILE.exists():
-        pytest.skip(f"{REAL_30D_FILE} is not here (set ALPHADB_COINGECKO_FIXTURES to the shared/coingecko folder)")
     settings = dbt_settings(tmp_path / "home", pairs=("BTC/USDT",))
     points = real_30d_points()
     assert len(points) == 722
