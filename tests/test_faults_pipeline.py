@@ -396,3 +396,108 @@ def test_sigkill_dbt_while_it_builds(stack: Stack) -> None:
         outcome=f"exit {failed_code}: `{message[:80]}`; marts {states} (model transactions rolled back); next run exit 0, "
         f"marts = a complete build of the raw points ({rows}) and equal row by row to `alphadb transform --full-refresh`",
     )
+
+
+# --- DST in the session time zone ----------------------------------------------------------------
+
+LOS_ANGELES = "America/Los_Angeles"
+
+
+def _dst_points() -> list[Any]:
+    """15-minute points over 3 UTC days around each 2026 US change, plus points on the edges that
+    matter: UTC and Los Angeles midnights, the change instants, both 01:30s of the repeated hour."""
+    from dbt_support import hourly_points
+
+    edges = {
+        "BTC/USDT": ["2026-03-08T00:00:00", "2026-03-08T08:00:00", "2026-03-08T09:59:59.999", "2026-03-08T10:00:00",
+                     "2026-03-08T23:59:59.999", "2026-03-09T07:00:00"],
+        "ETH/USDT": ["2026-11-01T00:00:00", "2026-11-01T07:00:00", "2026-11-01T08:30:00", "2026-11-01T09:00:00",
+                     "2026-11-01T09:30:00", "2026-11-01T23:59:59.999", "2026-11-02T08:00:00"],
+    }
+    points = hourly_points("BTC/USDT", datetime(2026, 3, 7, tzinfo=UTC), 72, per_hour=4) + hourly_points(
+        "ETH/USDT", datetime(2026, 10, 31, tzinfo=UTC), 72, per_hour=4, base=10.0
+    )
+    for pair, instants in edges.items():
+        for i, text in enumerate(instants):
+            price = 500.0 + i
+            points.append((pair, datetime.fromisoformat(text).replace(tzinfo=UTC), price, price * 1e6, 7.0 + i))
+    by_key = {(p[0], p[1]): p for p in points}
+    return sorted(by_key.values(), key=lambda p: (p[0], p[1]))
+
+
+def test_dst_session_time_zone_gives_the_same_candles(database: Connection, tmp_path: Path, pg_admin_uri: str) -> None:
+    from dbt_support import dbt_settings, marts as all_marts, upsert_points
+
+    from pipelines import transform
+
+    settings = dbt_settings(tmp_path / "home")
+    points = _dst_points()
+    # The role's default time zone in this database is Los Angeles (ALTER ROLE ... IN DATABASE), and
+    # dbt's own session asks for it too (PGTZ): the models see a session in Los Angeles.
+    admin = psycopg2.connect(pg_admin_uri)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(
+            sql.SQL("alter role {} in database {} set timezone = %s").format(
+                sql.Identifier(database.user), sql.Identifier(database.dbname)
+            ),
+            (LOS_ANGELES,),
+        )
+    admin.close()
+    plain = psycopg2.connect(host=database.host, port=database.port, user=database.user, password=database.password,
+                             dbname=database.dbname)
+    with plain.cursor() as cur:
+        cur.execute("show timezone")
+        assert cur.fetchone()[0] == LOS_ANGELES
+    plain.close()
+    in_la = {"PGTZ": LOS_ANGELES}
+    shown = transform.run_dbt(settings, database, ["show", "--inline", "select current_setting('TimeZone') as tz"],
+                              extra_env=in_la)
+    assert shown.success and LOS_ANGELES in (settings.home / "dbt" / "last_output.log").read_text()
+
+    # In Los Angeles: the first half of each series, a build, the rest, an incremental build.
+    half = {"BTC/USDT": datetime(2026, 3, 8, 12, tzinfo=UTC), "ETH/USDT": datetime(2026, 11, 1, 12, tzinfo=UTC)}
+    upsert_points(database, [p for p in points if p[1] < half[p[0]]])
+    first = transform.run_dbt(settings, database, ["run"], extra_env=in_la)
+    assert first.success, [(r.name, r.message) for r in first.failed]
+    upsert_points(database, [p for p in points if p[1] >= half[p[0]]])
+    second = transform.run_dbt(settings, database, ["run"], extra_env=in_la)
+    assert second.success, [(r.name, r.message) for r in second.failed]
+    built_in_la = all_marts(database, list(PAIRS))
+
+    # In UTC (what the nightly job's sessions use): a full refresh.
+    refreshed = transform.run_models(settings, database, full_refresh=True)
+    assert refreshed.success, [(r.name, r.message) for r in refreshed.failed]
+    built_in_utc = all_marts(database, list(PAIRS))
+    differing = [name for name in built_in_utc if built_in_la[name] != built_in_utc[name]]
+    assert not differing, differing
+
+    now_ms = int(time.time() * 1000)
+    for pair in PAIRS:
+        mine = [(int(p[1].timestamp() * 1000), p[2], p[3], p[4]) for p in points if p[0] == pair]
+        hourly = built_in_utc[f"ohlcv_{pair.replace('/', '_').lower()}"]
+        daily = built_in_utc[f"ohlcv_{pair.replace('/', '_').lower()}_1d"]
+        for rows, width in ((hourly, HOUR_MS), (daily, DAY_MS)):
+            expected = [(datetime.fromtimestamp(r[0] / 1000, UTC), *r[1:]) for r in reference_candles(mine, width, now_ms)]
+            assert same(rows, expected), (pair, width)
+        per_day: dict[Any, list[Any]] = {}
+        for row in hourly:
+            assert (row[0].minute, row[0].second, row[0].microsecond) == (0, 0, 0)
+            per_day.setdefault(row[0].astimezone(UTC).date(), []).append(row)
+        assert {day: len(rows) for day, rows in per_day.items()} == {day: 24 for day in per_day}, pair  # no 23/25-h day
+        assert len(per_day) == 3 and all(r[7] > 0 for r in hourly), pair  # every hour sampled: nothing filled
+        assert [d[0].astimezone(UTC).timetuple()[3:6] for d in daily] == [(0, 0, 0)] * 3, pair  # 00:00 UTC
+        assert [d[0].astimezone(UTC).date() for d in daily] == sorted(per_day), pair
+        assert [d[7] for d in daily] == [sum(r[7] for r in per_day[d[0].astimezone(UTC).date()]) for d in daily], pair
+    record(
+        "DST in the session time zone (2026-03-08, 2026-11-01)",
+        "raw points (15-min, plus UTC/LA midnights, the change instants, both 01:30s of the repeated hour) over 3 UTC "
+        "days around each 2026 US change; candles built in a session in America/Los_Angeles (ALTER ROLE ... IN DATABASE "
+        "SET timezone, PGTZ for dbt), half then incrementally, and again with a UTC full refresh",
+        runs_survived=3,
+        points_lost=0,
+        duplicates=0,
+        outcome=f"1h, 1d, ohlcv and gaps identical row by row ({sum(len(v) for v in built_in_utc.values())} rows) "
+        "and equal to the Python reference; every UTC day has 24 hourly candles (no 23/25-hour day); daily buckets "
+        "start at 00:00 UTC and hold exactly that UTC day's points",
+    )
