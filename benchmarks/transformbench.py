@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -99,14 +98,6 @@ def hand_written_candles(connection: Connection) -> float:
     return elapsed
 
 
-def _step_lines(log_file: Path) -> list[str]:
-    try:
-        lines = log_file.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    return [re.sub(r"^\[[^\]]*\]\s*", "", line) for line in lines if "✅" in line or "❌" in line or "⚠️" in line]
-
-
 def prepare_history(
     pg: Postgres, sim: Simulator, pairs: list[Pair], home: Path, history: timedelta, now: datetime, label: str
 ) -> tuple[Settings, Connection, dict[str, Any]]:
@@ -132,13 +123,31 @@ def prepare_history(
     return settings, connection, info
 
 
-def nightly_once(settings: Settings) -> dict[str, Any]:
-    """The whole nightly job (`alphadb run`: load, dbt run, freshness, tests, heal, report)."""
-    from pipelines import nightly
+def nightly_once(settings: Settings, connection: Connection) -> dict[str, Any]:
+    """The nightly ELT's work, step by step as `alphadb run` does it: load (the last
+    ALPHADB_BACKFILL_DAYS days), dbt run, dbt source freshness, dbt test; with dbt's per-node times."""
+    from pipelines.load import load_incremental
+    from pipelines.transform import run_models, run_tests, source_freshness
 
+    out: dict[str, Any] = {}
     started = time.perf_counter()
-    code = nightly.run(settings)
-    return {"elapsed_s": time.perf_counter() - started, "exit_code": code, "steps": _step_lines(settings.log_file)}
+    report = load_incremental(settings, connection)
+    out["load_s"], out["load_points"], out["load_requests"] = time.perf_counter() - started, report.points, report.requests
+    steps = (("dbt_run", run_models), ("dbt_freshness", source_freshness), ("dbt_test", run_tests))
+    ok = not report.failed
+    for name, step in steps:
+        outcome = step(settings, connection)
+        out[f"{name}_s"] = outcome.elapsed_s
+        ok = ok and outcome.success
+        if name != "dbt_freshness":
+            nodes = node_times(settings)
+            out[f"{name}_slowest"] = dict(sorted(nodes.items(), key=lambda kv: -kv[1])[:6])
+            out[f"{name}_sql_s"] = sum(nodes.values())
+        if not outcome.success:
+            out.setdefault("failed", []).extend(f"{r.name}: {r.message[:160]}" for r in outcome.failed)
+    out["elapsed_s"] = time.perf_counter() - started
+    out["ok"] = ok
+    return out
 
 
 def run_transform_benchmarks(pg: Postgres, pairs: int, long_days: int, short_days: int, nightly: bool = True) -> dict[str, Any]:
@@ -156,8 +165,12 @@ def run_transform_benchmarks(pg: Postgres, pairs: int, long_days: int, short_day
                     pg, sim, chosen, tmp / "short", timedelta(days=short_days), now, "short"
                 )
                 connections.append(short_db)
-                out["nightly_long"] = nightly_once(long_settings)
-                out["nightly_short"] = nightly_once(short_settings)
+                # Two rounds, interleaved, the faster of each side counts: a burst of other work on
+                # a shared machine then rarely hits only one side.
+                rounds = [(nightly_once(long_settings, long_db), nightly_once(short_settings, short_db)) for _ in range(2)]
+                out["nightly_long"] = min((r[0] for r in rounds), key=lambda r: r["elapsed_s"])
+                out["nightly_short"] = min((r[1] for r in rounds), key=lambda r: r["elapsed_s"])
+                out["nightly_rounds_s"] = [(r[0]["elapsed_s"], r[1]["elapsed_s"]) for r in rounds]
     finally:
         for connection in connections:
             pg.drop_database(connection)
@@ -166,6 +179,9 @@ def run_transform_benchmarks(pg: Postgres, pairs: int, long_days: int, short_day
     out["candle_ratio"] = out["candle_models_s"] / out["hand_written_s"] if out["hand_written_s"] else float("nan")
     if nightly:
         out["nightly_ratio"] = out["nightly_long"]["elapsed_s"] / out["nightly_short"]["elapsed_s"]
+        out["nightly_sql_ratio"] = (out["nightly_long"]["dbt_run_sql_s"] + out["nightly_long"]["dbt_test_sql_s"]) / max(
+            out["nightly_short"]["dbt_run_sql_s"] + out["nightly_short"]["dbt_test_sql_s"], 1e-9
+        )
     return out
 
 
