@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -213,6 +214,13 @@ def run_dbt(
     elapsed = time.monotonic() - started
     (state / "last_output.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     results = _results(connection, _read_json(target / "run_results.json"), _read_json(target / "sources.json"))
+    if proc.returncode < 0:  # killed (the OOM killer, an operator): its output tail is only progress lines
+        name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else -proc.returncode
+        builds = args[:1] in (["run"], ["build"])
+        raise AlphaDBError(
+            f"dbt {' '.join(args)} was killed by {name} after {elapsed:.1f}s"
+            + ("; models build in transactions: the candles keep their last complete state" if builds else "")
+        )
     if proc.returncode not in (0, 1):  # 2: dbt itself failed (bad project, no connection, ...)
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise AlphaDBError(f"dbt {' '.join(args)} failed to run (exit {proc.returncode}):\n{tail}")
