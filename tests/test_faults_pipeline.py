@@ -12,6 +12,7 @@ measured in docs/reliability.json (`fault_support.record`).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -180,13 +181,17 @@ def dbt_writing(stack: Stack) -> Any:
         try:
             rows = fetch(
                 stack.admin,
-                "select left(regexp_replace(regexp_replace(query, '^/\\*.*?\\*/', ''), '\\s+', ' ', 'g'), 90)"
-                " from pg_stat_activity"
-                " where application_name = 'alphadb-dbt' and backend_xid is not null and query like '%int_candles_1_%'",
+                "select state, query from pg_stat_activity where application_name = 'alphadb-dbt'"
+                " and backend_xid is not null and query like '%int_candles_1_%'",
             )
         except psycopg2.Error:
             return None
-        return f"a dbt session mid-transaction, running: {rows[0][0]}" if rows else None
+        if not rows:
+            return None
+        state, query = rows[0]
+        model = re.search(r"int_candles_1[hd]", query)
+        statement = " ".join(re.sub(r"^\s*/\*.*?\*/", "", query, flags=re.S).split()[:3])
+        return f"dbt held the write transaction of {model and model.group(0)} ({state}, last statement `{statement} ...`)"
 
     return check
 
@@ -375,7 +380,7 @@ def test_sigkill_dbt_while_it_builds(stack: Stack) -> None:
     failed_code, out = finish(proc)
     lines = log_lines(stack.log)[log_start:]
     message = assert_clean_failure(failed_code, out, lines, stack)
-    assert failed_code == 1 and "dbt run failed" in message, message
+    assert failed_code == 1 and "dbt run was killed by SIGKILL" in message, message
     states = check_marts_whole(stack, before)
     # The killed session's transaction is rolled back: no dbt session is left holding locks.
     assert wait_for(lambda: not fetch(stack.admin, "select pid from pg_stat_activity where application_name = 'alphadb-dbt'"), 30)
@@ -393,11 +398,11 @@ def test_sigkill_dbt_while_it_builds(stack: Stack) -> None:
     assert marts(stack.connection) == incremental  # the recovered incremental build = a fresh full build
     record(
         "SIGKILL dbt during dbt run",
-        f"`run_elt.sh` started; SIGKILL to its `dbt run` child (pid {pids}) while {hit}",
+        f"`run_elt.sh` started; SIGKILL to its `dbt run` child while {hit}",
         runs_survived=1,
         points_lost=0,
         duplicates=0,
-        outcome=f"exit {failed_code}: `{message[:80]}`; marts {states} (model transactions rolled back); next run exit 0, "
+        outcome=f"exit {failed_code}: `{message[:70]}...`; marts {states} (model transactions rolled back); next run exit 0, "
         f"marts = a complete build of the raw points ({rows}) and equal row by row to `alphadb transform --full-refresh`; "
         "that next run was started twice at once: one exit 0, the other exit 75 (`Another run is in progress`)",
     )
