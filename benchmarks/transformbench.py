@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -74,7 +75,12 @@ def node_times(settings: Settings) -> dict[str, float]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {r["unique_id"].split(".")[-1]: float(r.get("execution_time") or 0.0) for r in data.get("results", [])}
+    times: dict[str, float] = {}
+    for result in data.get("results", []):
+        # model.alphadb.int_candles_1h, test.alphadb.no_gaps_..._1h.0a1b2c3d4e, unit_test.alphadb.<model>.<name>
+        parts = [p for p in result["unique_id"].split(".")[2:] if not re.fullmatch(r"[0-9a-f]{10}", p)]
+        times[".".join(parts)] = float(result.get("execution_time") or 0.0)
+    return times
 
 
 def hand_written_candles(connection: Connection) -> float:
