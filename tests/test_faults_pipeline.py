@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -93,9 +95,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    import tempfile
-
+def stack() -> Iterator[Stack]:
     from pipelines.simulator import Simulator
 
     # Not under pytest's basetemp (a concurrent session prunes it); a short path for the socket.
@@ -117,8 +117,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         sim.stop()
         server.cleanup()
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
 
 
