@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint demo docs bench psql clean
+.PHONY: install run test lint demo docs bench reliability psql clean
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The fault suite, recording its measurements into docs/reliability.json and docs/reliability.md.
+reliability: $(STAMP)
+	ALPHADB_RELIABILITY_JSON=$(CURDIR)/docs/reliability.json $(BIN)/python -m pytest -q \
+		tests/test_faults_loader.py tests/test_faults_pipeline.py tests/test_security.py
+	$(BIN)/python tests/fault_support.py docs/reliability.json
 
 psql: $(STAMP)
 	$(BIN)/alphadb psql
