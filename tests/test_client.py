@@ -154,6 +154,24 @@ def test_rate_limiter_spaces_requests_evenly_fake_clock() -> None:
     assert now[0] - first == 2.0
 
 
+def test_rate_limiter_never_fits_more_than_the_limit_in_a_minute_fake_clock() -> None:
+    """Even spacing alone puts request N+1 exactly 60 s after request 1: a server counting a
+    sliding minute (with network jitter) sees N+1 and answers 429. The guard leaves a margin."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(3, clock=lambda: now[0], sleep=sleep)  # 20 s apart, 3 a minute
+    starts = []
+    for _ in range(7):
+        limiter.wait()
+        starts.append(now[0])
+    for i in range(len(starts) - 3):
+        assert starts[i + 3] - starts[i] > 60.0, starts
+    assert starts[:3] == [0.0, 20.0, 40.0]
+
+
 def test_rate_limiter_real_spacing_seen_by_the_server(tmp_path: Path, simulator) -> None:  # type: ignore[no-untyped-def]
     c = client(tmp_path, simulator.base_url, COINGECKO_RATE_LIMIT_PER_MIN="400")  # 0.15 s apart
     started = time.monotonic()

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import threading
+from collections import deque
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -41,22 +42,36 @@ class HistoryLimitExceeded(ConfigError):
 
 
 class RateLimiter:
-    """Spaces request starts evenly so the client never exceeds `per_minute`."""
+    """Spaces request starts evenly, and never lets more than `per_minute` start in any 60 s.
+
+    Even spacing alone lets request N+1 start exactly 60 s after request 1; with network jitter the
+    server then sees N+1 requests in its minute and answers 429. The sliding-window guard keeps a
+    small margin beyond the minute.
+    """
+
+    WINDOW_S = 60.0
+    MARGIN_S = 0.25
 
     def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.interval = 60.0 / per_minute
+        self.capacity = max(1, int(per_minute))
         self._clock, self._sleep = clock, sleep
         self._next = 0.0
+        self._starts: deque[float] = deque(maxlen=self.capacity)
         self._lock = threading.Lock()
 
     def wait(self) -> float:
         with self._lock:
             now = self._clock()
-            delay = max(0.0, self._next - now)
-            self._next = max(now, self._next) + self.interval
-        if delay:
+            start = max(now, self._next)
+            if len(self._starts) == self.capacity:
+                start = max(start, self._starts[0] + self.WINDOW_S + self.MARGIN_S)
+            self._starts.append(start)
+            self._next = start + self.interval
+        delay = start - now
+        if delay > 0:
             self._sleep(delay)
-        return delay
+        return max(0.0, delay)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
