@@ -115,7 +115,7 @@ METHOD = """\
   measure the loader and PostgreSQL, not the simulator generating prices in the loader's GIL).
   The range is a fixed past span, so the requests are the same every run. The COPY baseline
   copies the very rows the loader stored (prepared as CSV in memory beforehand) into an unlogged
-  table without indexes. Peak RSS is each child's own VmHWM.
+  table without indexes (median of 3). Peak RSS is each child's own VmHWM.
 - **5**: the plain in-process simulator with its server-side limit set to the client's
   `COINGECKO_RATE_LIMIT_PER_MIN`: a 365-day backfill (`load_range`, ending now), then two nightly
   runs (`load_incremental`); requests counted per pair from the simulator's request log.

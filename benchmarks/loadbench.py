@@ -87,27 +87,32 @@ def range_job(env: dict[str, str], connection: Connection, start: datetime, end:
     return {"kind": "range", "env": env, "connection": asdict(connection), "start": start.isoformat(), "end": end.isoformat()}
 
 
-def copy_baseline(connection: Connection) -> tuple[int, float]:
-    """COPY the loaded rows (as CSV, prepared beforehand) into an unlogged table: the DB's ingest speed."""
+def copy_baseline(connection: Connection, repeats: int = 3) -> tuple[int, float]:
+    """COPY the loaded rows (as CSV, prepared beforehand) into an unlogged table without indexes:
+    the database's own ingest speed. The median of `repeats` COPYs into fresh tables."""
     buffer = io.BytesIO()
     with connect(connection) as conn, conn.cursor() as cur:
         cur.copy_expert(f"copy (select {COLUMNS} from staging.market_chart_points) to stdout with (format csv)", buffer)
-        cur.execute(
-            """create unlogged table public.bench_copy_baseline (
-                coin_id text not null, vs_currency text not null, ts timestamptz not null,
-                price double precision, market_cap double precision, total_volume double precision,
-                loaded_at timestamptz not null)"""
-        )
-    buffer.seek(0)
-    with connect(connection) as conn, conn.cursor() as cur:
-        started = time.perf_counter()
-        cur.copy_expert(f"copy public.bench_copy_baseline ({COLUMNS}) from stdin with (format csv)", buffer)
-        conn.commit()
-        elapsed = time.perf_counter() - started
-        cur.execute("select count(*) from public.bench_copy_baseline")
-        rows = int(cur.fetchone()[0])
-        cur.execute("drop table public.bench_copy_baseline")
-    return rows, elapsed
+    timings: list[float] = []
+    rows = 0
+    for _ in range(repeats):
+        with connect(connection) as conn, conn.cursor() as cur:
+            cur.execute(
+                """create unlogged table public.bench_copy_baseline (
+                    coin_id text not null, vs_currency text not null, ts timestamptz not null,
+                    price double precision, market_cap double precision, total_volume double precision,
+                    loaded_at timestamptz not null)"""
+            )
+        buffer.seek(0)
+        with connect(connection) as conn, conn.cursor() as cur:
+            started = time.perf_counter()
+            cur.copy_expert(f"copy public.bench_copy_baseline ({COLUMNS}) from stdin with (format csv)", buffer)
+            conn.commit()
+            timings.append(time.perf_counter() - started)
+            cur.execute("select count(*) from public.bench_copy_baseline")
+            rows = int(cur.fetchone()[0])
+            cur.execute("drop table public.bench_copy_baseline")
+    return rows, sorted(timings)[len(timings) // 2]
 
 
 def count_points(connection: Connection) -> int:
