@@ -122,6 +122,7 @@ sampled as (
         (array_agg(points.market_cap order by points.ts desc))[1] as market_cap,
         count(*)::integer as sample_count,
         max(points.loaded_at) as source_loaded_at,
+        max(points.ts) as last_point_ts,
         false as is_anchor
     from points
     group by 1, 2
@@ -144,6 +145,7 @@ anchored as (
         anchor.market_cap,
         null::integer as sample_count,
         null::timestamptz as source_loaded_at,
+        null::timestamptz as last_point_ts,
         true as is_anchor
     from anchor
 ),
@@ -152,7 +154,10 @@ anchored as (
 with_next as (
     select
         candles.*,
-        lead(candles.ts) over (partition by candles.pair order by candles.ts) as next_ts
+        lead(candles.ts) over (partition by candles.pair order by candles.ts) as next_ts,
+        -- the pair's latest point, for is_complete: a window over the same partition, so no second
+        -- pass over the points (and `points` stays a single-use, inlined CTE)
+        max(candles.last_point_ts) over (partition by candles.pair) as pair_last_point_ts
     from {{ "anchored" if is_incremental() else "sampled" }} as candles
 ),
 
@@ -167,7 +172,8 @@ filled as (
         with_next.volume,
         with_next.market_cap,
         with_next.sample_count,
-        with_next.source_loaded_at
+        with_next.source_loaded_at,
+        with_next.pair_last_point_ts
     from with_next
     where not with_next.is_anchor
 
@@ -184,19 +190,13 @@ filled as (
         with_next.volume,
         with_next.market_cap,
         0 as sample_count,
-        null::timestamptz as source_loaded_at
+        null::timestamptz as source_loaded_at,
+        with_next.pair_last_point_ts
     from with_next
     cross join lateral generate_series(
         with_next.ts + {{ width }}, with_next.next_ts - {{ width }}, {{ width }}
     ) as unsampled (ts)
-),
-
-last_points as (
-    select
-        points.pair,
-        max(points.ts) as last_point_ts
-    from points
-    group by points.pair
+    where with_next.next_ts > with_next.ts + {{ width }}
 )
 
 select
@@ -210,8 +210,7 @@ select
     filled.volume,
     filled.market_cap,
     filled.sample_count,
-    filled.ts + {{ width }} <= last_points.last_point_ts as is_complete,
+    filled.ts + {{ width }} <= filled.pair_last_point_ts as is_complete,
     filled.source_loaded_at
 from filled
-inner join last_points on filled.pair = last_points.pair
 {%- endmacro %}
