@@ -172,6 +172,17 @@ def test_rate_limiter_never_fits_more_than_the_limit_in_a_minute_fake_clock() ->
     assert starts[:3] == [0.0, 20.0, 40.0]
 
 
+def test_clients_of_one_process_share_the_rate_budget(tmp_path: Path, simulator) -> None:  # type: ignore[no-untyped-def]
+    """A backfill then a nightly load (or a load then a heal) create new clients: they must not each
+    start with a fresh budget, or the server sees more than the limit in its minute."""
+    first = client(tmp_path, simulator.base_url, COINGECKO_RATE_LIMIT_PER_MIN="120")  # 0.5 s apart
+    second = client(tmp_path, simulator.base_url, COINGECKO_RATE_LIMIT_PER_MIN="120")
+    first.ping()
+    second.ping()
+    times = [r["time"] for r in simulator.requests]
+    assert len(times) == 2 and times[1] - times[0] >= 0.45
+
+
 def test_rate_limiter_real_spacing_seen_by_the_server(tmp_path: Path, simulator) -> None:  # type: ignore[no-untyped-def]
     c = client(tmp_path, simulator.base_url, COINGECKO_RATE_LIMIT_PER_MIN="400")  # 0.15 s apart
     started = time.monotonic()
