@@ -153,10 +153,9 @@ def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
         import functools
         import http.server
 
-        directory = path.parent if path.is_file() else path
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(path.parent))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
-        runlog.line(runlog.RUNNING, f"serving docs on http://127.0.0.1:{args.port}/ (Ctrl-C to stop)")
+        runlog.line(runlog.RUNNING, f"serving docs on http://127.0.0.1:{args.port}/{path.name} (Ctrl-C to stop)")
         try:
             server.serve_forever()
         except KeyboardInterrupt:
