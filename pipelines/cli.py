@@ -73,7 +73,10 @@ def _print_load(report) -> int:  # type: ignore[no-untyped-def]
         if result.error:
             runlog.line(runlog.ERROR, f"{result.pair.name}: {result.error}")
         else:
-            runlog.line(runlog.OK, f"{result.pair.name}: {result.points} points in {result.requests} request(s)")
+            runlog.line(
+                runlog.OK,
+                f"{result.pair.name}: {result.points} points ({result.written} new or changed) in {result.requests} request(s)",
+            )
     rate = report.points / report.elapsed_s if report.elapsed_s else 0.0
     runlog.line(
         runlog.OK if not report.failed else runlog.WARNING,

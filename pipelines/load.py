@@ -36,6 +36,7 @@ from pipelines.coingecko.settings import RESOURCE_NAME  # noqa: E402
 from pipelines.config import Pair, Settings  # noqa: E402
 from pipelines.database import UNREACHABLE, Connection, connect  # noqa: E402
 from pipelines.errors import AlphaDBError, DatabaseUnavailable, LockHeld  # noqa: E402
+from pipelines.stored_points import StoredPoints  # noqa: E402
 
 log = logging.getLogger("alphadb")
 
@@ -51,6 +52,7 @@ class PairResult:
     requests: int = 0
     error: AlphaDBError | None = None
     warnings: list[str] = field(default_factory=list)
+    written: int = 0  # new or changed points (the rest were stored already, unchanged)
 
 
 @dataclass
@@ -61,6 +63,10 @@ class LoadReport:
     @property
     def points(self) -> int:
         return sum(r.points for r in self.results)
+
+    @property
+    def written(self) -> int:
+        return sum(r.written for r in self.results)
 
     @property
     def requests(self) -> int:
@@ -166,6 +172,7 @@ def drop_same_instant_twins(connection: Connection, progress: Sequence[PairProgr
 
 def _run(
     pipeline: dlt.Pipeline,
+    connection: Connection,
     client: CoinGeckoClient,
     plan: dict[Pair, list[RequestWindow]],
     progress: dict[Pair, PairProgress],
@@ -174,7 +181,8 @@ def _run(
 ) -> LoadInfo | None:
     if not any(plan.values()):
         return None
-    source = coingecko(client, plan, progress, now, now, on_window_done)
+    stored = StoredPoints(connection, DATASET, RESOURCE_NAME)
+    source = coingecko(client, plan, progress, now, now, on_window_done, stored.drop_unchanged)
     try:
         return pipeline.run(source, loader_file_format="csv")
     except Exception as exc:
@@ -187,6 +195,8 @@ def _run(
             f"{UNREACHABLE} (lost during the dlt {step} step: {reason}). The points fetched so far are kept "
             "in a pending load package: the next run loads it first, then fetches from its cursor as usual"
         ) from None
+    finally:
+        stored.close()
 
 
 def _connection_lost(exc: BaseException) -> BaseException | None:
@@ -234,7 +244,7 @@ def load_incremental(settings: Settings, connection: Connection, pairs: Sequence
                 cursors_state = dlt.current.source_state().setdefault("cursors", {})
                 cursors_state[pair.name] = max(cursors_state.get(pair.name, 0), item.max_ts_ms)
 
-        _run(pipeline, client, plan, progress, now, advance_cursor)
+        _run(pipeline, connection, client, plan, progress, now, advance_cursor)
         _after_load(connection, progress.values())
     return _report(progress.values(), started)
 
@@ -305,7 +315,7 @@ def load_range(
                 for pair, windows in plans.items()
                 if progress[pair].error is None and step < len(windows)
             }
-            _run(pipeline, client, step_plan, progress, now, record_window)
+            _run(pipeline, connection, client, step_plan, progress, now, record_window)
         _after_load(connection, progress.values())
     return _report(progress.values(), started)
 
@@ -318,5 +328,5 @@ def _after_load(connection: Connection, progress: Any) -> None:
 
 
 def _report(progress: Any, started: float) -> LoadReport:
-    results = [PairResult(p.pair, p.points, p.requests, p.error, p.warnings) for p in progress]
+    results = [PairResult(p.pair, p.points, p.requests, p.error, p.warnings, p.written) for p in progress]
     return LoadReport(results, time.monotonic() - started)

@@ -144,6 +144,7 @@ def test_nightly_load_is_idempotent_advances_the_cursor_and_takes_corrections(al
     for name, coin in (("BTC/USDT", "bitcoin"), ("ETH/USDT", "ethereum")):
         assert cursors[name] == points(database, coin)[-1][0]  # the newest stored point
     rows_before = {coin: points(database, coin) for coin in COINS}
+    stored_at_before = dict(query(database, f"select coin_id || ' ' || ts, loaded_at from {STAGING}"))
 
     # A later value for the same instants (CoinGecko revised 30-40 hours ago) overwrites the stored one.
     now_s = time.time()
@@ -177,6 +178,13 @@ def test_nightly_load_is_idempotent_advances_the_cursor_and_takes_corrections(al
     assert all(eth_now[p[0]] == p for p in rows_before["ethereum"])  # untouched: same instants, same values
     loaded = query(database, f"select count(distinct loaded_at) from {STAGING} where coin_id = 'bitcoin' and ts between %s and %s", (ms(low_ms), ms(high_ms)))
     assert loaded[0][0] == 1  # every corrected row carries the second run's load time
+    # Re-read points whose values did not change are not rewritten: they keep the first load's time.
+    stored_at_after = dict(query(database, f"select coin_id || ' ' || ts, loaded_at from {STAGING}"))
+    eth_kept = [key for key in stored_at_before if key.startswith("ethereum ")]
+    assert eth_kept and all(stored_at_after[key] == stored_at_before[key] for key in eth_kept)
+    rewritten = {key for key in stored_at_before if stored_at_after.get(key) != stored_at_before[key]}
+    assert rewritten and all(key.startswith("bitcoin ") for key in rewritten)
+    assert len(rewritten) == len(before)  # exactly the corrected points
 
 
 # --- backfills ----------------------------------------------------------------------------------------

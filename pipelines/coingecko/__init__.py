@@ -41,7 +41,8 @@ class PairProgress:
     """What happened to one pair in one run: filled in while dlt extracts."""
 
     pair: Pair
-    points: int = 0
+    points: int = 0  # fetched and valid
+    written: int = 0  # of those, new or changed: what goes on to dlt
     requests: int = 0
     windows_done: int = 0
     max_ts_ms: int | None = None
@@ -52,6 +53,8 @@ class PairProgress:
 
 # Called after each window is yielded: lets the caller record progress in dlt state.
 WindowDone = Callable[[Pair, RequestWindow, PairProgress], None]
+# Drops the rows already stored with the same values (see pipelines/stored_points.py).
+KeepChanged = Callable[[Pair, pa.Table], pa.Table]
 
 
 def _fetch(client: CoinGeckoClient, pair: Pair, window: RequestWindow) -> Any:
@@ -76,6 +79,7 @@ def pair_tables(
     now: datetime,
     loaded_at: datetime,
     on_window_done: WindowDone | None = None,
+    keep_changed: KeepChanged | None = None,
 ) -> Iterator[pa.Table]:
     """Fetch and parse a pair's windows in order; stop at the first failing window."""
     history_limited = False
@@ -124,12 +128,15 @@ def pair_tables(
             low, high = pa.compute.min(ts).as_py(), pa.compute.max(ts).as_py()
             progress.max_ts_ms = high if progress.max_ts_ms is None else max(progress.max_ts_ms, high)
             progress.min_ts_ms = low if progress.min_ts_ms is None else min(progress.min_ts_ms, low)
+        changed = keep_changed(pair, table) if keep_changed else table
+        progress.written += changed.num_rows
         log.info(
-            f"{pair.name} {f'window {number}/{len(windows)} ' if len(windows) > 1 else ''}{window.label}: {table.num_rows} points",
+            f"{pair.name} {f'window {number}/{len(windows)} ' if len(windows) > 1 else ''}{window.label}: "
+            f"{table.num_rows} points, {changed.num_rows} new or changed",
             extra={"marker": "📊"},
         )
-        if table.num_rows:
-            yield table
+        if changed.num_rows:
+            yield changed
         if on_window_done:
             on_window_done(pair, window, progress)
 
@@ -142,6 +149,7 @@ def coingecko(
     now: datetime,
     loaded_at: datetime,
     on_window_done: WindowDone | None = None,
+    keep_changed: KeepChanged | None = None,
 ) -> Any:
     """Raw market_chart points for the planned windows of every pair."""
 
@@ -153,7 +161,7 @@ def coingecko(
     )
     def market_chart_points() -> Iterator[pa.Table]:
         for pair, windows in plan.items():
-            yield from pair_tables(client, pair, windows, progress[pair], now, loaded_at, on_window_done)
+            yield from pair_tables(client, pair, windows, progress[pair], now, loaded_at, on_window_done, keep_changed)
 
     return market_chart_points
 
