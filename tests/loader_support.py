@@ -186,69 +186,6 @@ class FixtureRoute:
     body: dict[str, list[list[float]]]
 
 
-class FixtureServer:
-    """Serves real response bodies as CoinGecko would, on 127.0.0.1.
-
-    `/coins/{id}/market_chart` answers the whole file; `/coins/{id}/market_chart/range` answers the
-    file's points with from <= ts <= to (the real API filters the same way). Each coin id maps to
-    one file. Requests are logged in `requests`.
-    """
-
-    def __init__(self, routes: Iterable[FixtureRoute]) -> None:
-        self.routes = {r.coin_id: r for r in routes}
-        self.requests: list[dict[str, Any]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                query = dict(parse_qsl(url.query))
-                server.requests.append({"path": url.path, "query": query, "headers": dict(self.headers)})
-                status, payload = server.answer(url.path, query)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def answer(self, path: str, query: Mapping[str, str]) -> tuple[int, Any]:
-        parts = path.split("/")
-        # /api/v3/coins/{id}/market_chart[/range]
-        if len(parts) < 6 or parts[3] != "coins" or parts[5] != "market_chart":
-            return 404, {"error": "Incorrect path"}
-        route = self.routes.get(parts[4])
-        if route is None:
-            return 404, {"error": "coin not found"}
-        if query.get("vs_currency") != route.vs_currency:
-            return 400, {"error": "invalid vs_currency"}
-        if len(parts) > 6 and parts[6] == "range":
-            low, high = float(query["from"]) * 1000, float(query["to"]) * 1000
-            return 200, {k: [p for p in v if low <= p[0] <= high] for k, v in route.body.items()}
-        return 200, route.body
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/api/v3"
-
-    def __enter__(self) -> "FixtureServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
 class CannedServer:
     """A loopback HTTP server whose answers come from `respond(path, headers) -> (status, headers, body)`.
 
@@ -292,6 +229,39 @@ class CannedServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class FixtureServer(CannedServer):
+    """Serves real response bodies as CoinGecko would, on 127.0.0.1.
+
+    `/coins/{id}/market_chart` answers the whole file; `/coins/{id}/market_chart/range` answers the
+    file's points with from <= ts <= to (the real API filters the same way). Each coin id maps to
+    one file. Requests are logged in `requests`.
+    """
+
+    def __init__(self, routes: Iterable[FixtureRoute]) -> None:
+        self.routes = {r.coin_id: r for r in routes}
+        super().__init__(self._respond)
+
+    def _respond(self, path: str, headers: Mapping[str, str]) -> tuple[int, dict[str, str], str]:
+        url = urlsplit(path)
+        status, payload = self.answer(url.path, dict(parse_qsl(url.query)))
+        return status, {"Content-Type": "application/json"}, json.dumps(payload)
+
+    def answer(self, path: str, query: Mapping[str, str]) -> tuple[int, Any]:
+        parts = path.split("/")
+        # /api/v3/coins/{id}/market_chart[/range]
+        if len(parts) < 6 or parts[3] != "coins" or parts[5] != "market_chart":
+            return 404, {"error": "Incorrect path"}
+        route = self.routes.get(parts[4])
+        if route is None:
+            return 404, {"error": "coin not found"}
+        if query.get("vs_currency") != route.vs_currency:
+            return 400, {"error": "invalid vs_currency"}
+        if len(parts) > 6 and parts[6] == "range":
+            low, high = float(query["from"]) * 1000, float(query["to"]) * 1000
+            return 200, {k: [p for p in v if low <= p[0] <= high] for k, v in route.body.items()}
+        return 200, route.body
 
 
 def closed_port() -> int:
