@@ -129,9 +129,15 @@ def finish_pending(pipeline: dlt.Pipeline) -> None:
 
 
 def ensure_indexes(connection: Connection) -> None:
-    """dlt creates no index: the merge key must be unique and indexed; dbt scans by loaded_at."""
+    """dlt creates no index: the merge key must be unique and indexed; dbt scans by loaded_at.
+
+    Also before each load step: the unchanged-point lookups and dlt's merge find rows by the key.
+    """
     table = sql.Identifier(DATASET, RESOURCE_NAME)
     with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass(%s)", (f"{DATASET}.{RESOURCE_NAME}",))
+        if cur.fetchone()[0] is None:
+            return  # the first load creates the table; its indexes follow right after
         cur.execute(
             sql.SQL("create unique index if not exists market_chart_points_key on {} (coin_id, vs_currency, ts)").format(table)
         )
@@ -181,6 +187,7 @@ def _run(
 ) -> LoadInfo | None:
     if not any(plan.values()):
         return None
+    ensure_indexes(connection)
     stored = StoredPoints(connection, DATASET, RESOURCE_NAME)
     source = coingecko(client, plan, progress, now, now, on_window_done, stored.drop_unchanged)
     try:
