@@ -166,6 +166,19 @@ def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dbt(settings: Settings, args: argparse.Namespace) -> int:
+    """Any dbt command on the same connection and generated pair models, e.g. `alphadb dbt build`."""
+    from pipelines import transform
+
+    if not args.passthrough:
+        raise ConfigError("name a dbt command, e.g. `alphadb dbt build` or `alphadb dbt source freshness`")
+    outcome = transform.run_dbt(settings, _connection(settings), args.passthrough)
+    output = transform.dbt_dir(settings) / "last_output.log"
+    if output.exists():
+        print(runlog.redact(output.read_text(encoding="utf-8")), end="")
+    return 0 if outcome.success else EXIT_FAILURE
+
+
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
     """psql on the same connection as every other component (password via the environment)."""
     import shutil
@@ -179,7 +192,7 @@ def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
 
         psql = str(embedded_bin("psql"))
     env = {**os.environ, **connection.environment()}
-    os.execve(psql, [psql, *args.psql_args], env)
+    os.execve(psql, [psql, *args.passthrough], env)
     return 0  # not reached
 
 
@@ -208,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("docs", cmd_docs, "generate dbt docs (static single page); --serve to browse them")
     p.add_argument("--serve", action="store_true")
     p.add_argument("--port", type=int, default=8080)
+    add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)")
     add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
     return parser
 
@@ -218,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
-        if args.command == "psql":
-            args.psql_args = extra
+        if args.command in ("psql", "dbt"):
+            args.passthrough = extra
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         command = args.command

@@ -165,3 +165,17 @@ def test_lock_held_exit_75(alphadb_env: dict[str, str], database, simulator, com
     assert result.returncode == EXIT_LOCKED, output(result)
     assert "load.lock" in " ".join(error_lines(result))
     assert data_requests(simulator) == []  # nothing fetched
+
+
+def test_dbt_passthrough_uses_the_same_connection_and_the_generated_pair_models(alphadb_env) -> None:  # type: ignore[no-untyped-def]
+    """`alphadb dbt ...` is how a user runs dbt by hand: configured pairs' models exist, the password stays hidden."""
+    env = {**alphadb_env, "ALPHADB_PAIRS": "BTC/USDT=bitcoin:usd,SOL/USDT=solana:usd"}
+    result = run_cli(env, "dbt", "ls", "--resource-type", "model", "--output", "name")
+    assert result.returncode == 0, output(result)
+    names = set(result.stdout.split())
+    assert {"ohlcv_btc_usdt", "ohlcv_sol_usdt", "ohlcv_sol_usdt_1d", "ohlcv", "gaps"} <= names
+    assert "ohlcv_eth_usdt" not in names
+    assert alphadb_env["POSTGRES_PASSWORD"] not in output(result)
+
+    missing = run_cli(env, "dbt")
+    assert missing.returncode == EXIT_CONFIG and "name a dbt command" in output(missing)
