@@ -273,8 +273,8 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def settings_env(database: Connection, tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
-    """Environment for in-process Settings against a test database (isolated from the repo's .env)."""
+def isolated_env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
+    """Environment for in-process Settings against `base_url`, isolated from the repo's .env."""
     env = {
         "ALPHADB_ENV_FILE": str(tmp_path / "absent.env"),
         "ALPHADB_HOME": str(tmp_path / "home"),
@@ -283,14 +283,21 @@ def settings_env(database: Connection, tmp_path: Path, base_url: str, **extra: s
         "COINGECKO_RATE_LIMIT_PER_MIN": "100000",
         "COINGECKO_MAX_RETRY_AFTER_S": "5",
         "COINGECKO_RETRY_BUDGET_S": "5",
+    }
+    env.update(extra)
+    return env
+
+
+def settings_env(database: Connection, tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
+    """`isolated_env` plus a test database."""
+    database_env = {
         "POSTGRES_HOST": database.host,
         "POSTGRES_PORT": str(database.port),
         "POSTGRES_USER": database.user,
         "POSTGRES_PASSWORD": database.password,
         "POSTGRES_DB": database.dbname,
     }
-    env.update(extra)
-    return env
+    return isolated_env(tmp_path, base_url, **{**database_env, **extra})
 
 
 def loaded_line_rate(text: str) -> tuple[int, float, float] | None:

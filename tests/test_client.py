@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from loader_support import CannedServer, closed_port, data_requests
+from loader_support import CannedServer, closed_port, data_requests, isolated_env
 from pipelines.coingecko.client import (
     CoinGeckoClient,
     CoinGeckoError,
@@ -33,17 +33,8 @@ SECRET = "CG-demo-s3cr3t-9f8e7d6c"
 
 
 def settings(tmp_path: Path, base_url: str, **extra: str) -> Settings:
-    env = {
-        "ALPHADB_ENV_FILE": str(tmp_path / "absent.env"),
-        "ALPHADB_HOME": str(tmp_path / "home"),
-        "COINGECKO_BASE_URL": base_url,
-        "COINGECKO_RATE_LIMIT_PER_MIN": "100000",
-        "COINGECKO_TIMEOUT_S": "5",
-        "COINGECKO_MAX_RETRY_AFTER_S": "300",
-        "COINGECKO_RETRY_BUDGET_S": "900",
-    }
-    env.update(extra)
-    return load_settings(env)
+    limits = {"COINGECKO_TIMEOUT_S": "5", "COINGECKO_MAX_RETRY_AFTER_S": "300", "COINGECKO_RETRY_BUDGET_S": "900"}
+    return load_settings(isolated_env(tmp_path, base_url, **{**limits, **extra}))
 
 
 class Sleeps(list):
