@@ -66,7 +66,7 @@ def test_real_30_day_file_gives_720_hourly_candles(database: Connection, tmp_pat
     assert built.success, [r for r in built.results if r.status not in ("success", "pass")]
     assert statuses(built, "no_gaps_") == {"pass"} and statuses(built, "candle_sanity_") == {"pass"}
     unit_tests = [r for r in built.results if "::" in r.name]
-    assert len(unit_tests) == 4 and {r.status for r in unit_tests} == {"pass"}
+    assert len(unit_tests) == 5 and {r.status for r in unit_tests} == {"pass"}
 
     candles = fetch(database, "select ts, open, high, low, close, volume, market_cap, sample_count, is_complete"
                               " from public.ohlcv_btc_usdt order by ts")

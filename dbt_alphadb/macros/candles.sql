@@ -1,17 +1,15 @@
-{#- Candles of one timeframe for every configured pair (DESIGN.md §3), the body of int_candles_<tf>.
+{#- Candles of every configured pair (DESIGN.md §3): int_candles_1h from the raw points
+    (build_candles), int_candles_1d from the hourly candles (roll_up_candles).
 
-    Full refresh: every priced point of stg_coingecko__market_chart_points is bucketed.
+    Full refresh: every row of the input is bucketed.
     Incremental: only pairs with points loaded since the last processed load (minus a safety margin),
     or without any candle yet, are rebuilt, each from the start of the bucket of its earliest new
-    point, or from its last existing candle if that is earlier (so that candle turns complete). The rebuild always starts
-    on a bucket boundary and re-reads every point of the rebuilt buckets, so a bucket is never
-    built from part of its points; the forward fill continues from the candle just before the
-    rebuilt range (the anchor), so it stays right across the incremental edge. -#}
-{% macro build_candles(timeframe) %}
-{% set width = timeframe_width(timeframe) %}
-with
+    point, or from its last existing candle if that is earlier (so that candle turns complete). The
+    rebuild always starts on a bucket boundary and re-reads every input row of the rebuilt buckets,
+    so a bucket is never built from part of its input. -#}
 
-{% if is_incremental() -%}
+{#- The incremental rebuild's CTEs: `rebuild` holds (pair, from_ts) for every pair to rebuild. -#}
+{% macro rebuild_ranges(timeframe) %}
 watermark as (
     select
         coalesce(max(done.source_loaded_at), '-infinity'::timestamptz)
@@ -54,6 +52,44 @@ rebuild as (
     where touched.first_new_ts is not null
     group by touched.pair
 ),
+{% endmacro %}
+
+{#- The rows of `relation` to bucket: all of them on a full refresh; in an incremental run, one branch
+    per configured pair (with the pair a constant and the rebuild start a scalar, the relation's
+    (pair, ts) index finds the rebuilt range). -#}
+{% macro rows_to_bucket(relation, columns, condition="true") %}
+{%- if is_incremental() %}
+{%- for pair in alphadb_pairs() %}
+    select
+    {%- for column in columns %}
+        source_rows.{{ column }}{{ "," if not loop.last }}
+    {%- endfor %}
+    from {{ relation }} as source_rows
+    where
+        source_rows.pair = '{{ pair.name }}'
+        and {{ condition }}
+        and source_rows.ts >= (select rebuild.from_ts from rebuild where rebuild.pair = '{{ pair.name }}')
+    {{ "union all" if not loop.last }}
+{%- endfor %}
+{%- else %}
+    select
+    {%- for column in columns %}
+        source_rows.{{ column }}{{ "," if not loop.last }}
+    {%- endfor %}
+    from {{ relation }} as source_rows
+    where {{ condition }}
+{%- endif %}
+{% endmacro %}
+
+{#- Candles from the raw points, with no holes: unsampled buckets after a sampled one carry its close,
+    volume and market cap. In an incremental run the fill continues from the candle just before the
+    rebuilt range (the anchor), so it stays right across the incremental edge. -#}
+{% macro build_candles(timeframe) %}
+{% set width = timeframe_width(timeframe) %}
+with
+
+{% if is_incremental() -%}
+{{ rebuild_ranges(timeframe) }}
 
 anchor as (
     select
@@ -79,50 +115,27 @@ anchor as (
 {%- endif %}
 
 points as (
-{%- if is_incremental() %}
-    {#- one branch per configured pair: with the pair a constant and the rebuild start a scalar,
-        the raw table's unique (coin_id, vs_currency, ts) index finds the rebuilt range -#}
-{%- for pair in alphadb_pairs() %}
-    select
-        stg.pair,
-        stg.ts,
-        stg.price,
-        stg.total_volume,
-        stg.market_cap,
-        stg.loaded_at
-    from {{ ref('stg_coingecko__market_chart_points') }} as stg
-    where
-        stg.pair = '{{ pair.name }}'
-        and stg.price is not null
-        and stg.ts >= (select rebuild.from_ts from rebuild where rebuild.pair = '{{ pair.name }}')
-    {{ "union all" if not loop.last }}
-    {%- endfor %}
-    {%- else %}
-    select
-        stg.pair,
-        stg.ts,
-        stg.price,
-        stg.total_volume,
-        stg.market_cap,
-        stg.loaded_at
-    from {{ ref('stg_coingecko__market_chart_points') }} as stg
-    where stg.price is not null
-{%- endif %}
+    {{- rows_to_bucket(
+        ref('stg_coingecko__market_chart_points'),
+        ["pair", "ts", "price", "total_volume", "market_cap", "loaded_at"],
+        "source_rows.price is not null",
+    ) }}
 ),
 
 sampled as (
+    -- every ordered aggregate sorts by ts ascending, so PostgreSQL sorts the input once for all of
+    -- them (and shares the price array between open and close); the last element is the latest point
     select
         points.pair,
         {{ bucket_start('points.ts', timeframe) }} as ts,
-        (array_agg(points.price order by points.ts asc))[1] as open,
+        (array_agg(points.price order by points.ts))[1] as open,
         max(points.price) as high,
         min(points.price) as low,
-        (array_agg(points.price order by points.ts desc))[1] as close,
-        (array_agg(points.total_volume order by points.ts desc))[1] as volume,
-        (array_agg(points.market_cap order by points.ts desc))[1] as market_cap,
+        (array_agg(points.price order by points.ts))[count(*)] as close,
+        (array_agg(points.total_volume order by points.ts))[count(*)] as volume,
+        (array_agg(points.market_cap order by points.ts))[count(*)] as market_cap,
         count(*)::integer as sample_count,
         max(points.loaded_at) as source_loaded_at,
-        max(points.ts) as last_point_ts,
         false as is_anchor
     from points
     group by 1, 2
@@ -145,7 +158,6 @@ anchored as (
         anchor.market_cap,
         null::integer as sample_count,
         null::timestamptz as source_loaded_at,
-        null::timestamptz as last_point_ts,
         true as is_anchor
     from anchor
 ),
@@ -154,14 +166,13 @@ anchored as (
 with_next as (
     select
         candles.*,
-        lead(candles.ts) over (partition by candles.pair order by candles.ts) as next_ts,
-        -- the pair's latest point, for is_complete: a window over the same partition, so no second
-        -- pass over the points (and `points` stays a single-use, inlined CTE)
-        max(candles.last_point_ts) over (partition by candles.pair) as pair_last_point_ts
+        lead(candles.ts) over (partition by candles.pair order by candles.ts) as next_ts
     from {{ "anchored" if is_incremental() else "sampled" }} as candles
 ),
 
 filled as (
+    -- is_complete: a candle with a later sampled candle has ended before a later point (and so has
+    -- every bucket filled up to it); the pair's last candle holds its latest point, so it has not
     select
         with_next.pair,
         with_next.ts,
@@ -173,7 +184,7 @@ filled as (
         with_next.market_cap,
         with_next.sample_count,
         with_next.source_loaded_at,
-        with_next.pair_last_point_ts
+        with_next.next_ts is not null as is_complete
     from with_next
     where not with_next.is_anchor
 
@@ -191,7 +202,7 @@ filled as (
         with_next.market_cap,
         0 as sample_count,
         null::timestamptz as source_loaded_at,
-        with_next.pair_last_point_ts
+        true as is_complete
     from with_next
     cross join lateral generate_series(
         with_next.ts + {{ width }}, with_next.next_ts - {{ width }}, {{ width }}
@@ -210,7 +221,49 @@ select
     filled.volume,
     filled.market_cap,
     filled.sample_count,
-    filled.ts + {{ width }} <= filled.pair_last_point_ts as is_complete,
+    filled.is_complete,
     filled.source_loaded_at
 from filled
+{%- endmacro %}
+
+{#- Candles of a coarser timeframe from the candles of `finer` (a gap-free candle model whose buckets
+    nest in this timeframe's, e.g. int_candles_1h): each bucket aggregates its finer candles, so it
+    needs no fill of its own. Open, high and low come from the sampled finer candles only (a filled
+    one carries an earlier close); close, volume and market cap from the last finer candle, which is
+    the last sampled one or carries its values. Far fewer rows than the raw points once those are
+    denser than the finer timeframe. -#}
+{% macro roll_up_candles(finer, timeframe) %}
+with
+
+{% if is_incremental() -%}
+{{ rebuild_ranges(timeframe) }}
+{%- endif %}
+
+finer as (
+    {{- rows_to_bucket(
+        ref(finer),
+        ["pair", "ts", "open", "high", "low", "close", "volume", "market_cap", "sample_count", "is_complete",
+         "source_loaded_at"],
+    ) }}
+)
+
+select
+    finer.pair,
+    '{{ timeframe }}'::text as timeframe,
+    {{ bucket_start('finer.ts', timeframe) }} as ts,
+    coalesce(
+        (array_agg(finer.open order by finer.ts) filter (where finer.sample_count > 0))[1],
+        (array_agg(finer.open order by finer.ts))[1]
+    ) as open,
+    coalesce(max(finer.high) filter (where finer.sample_count > 0), max(finer.high)) as high,
+    coalesce(min(finer.low) filter (where finer.sample_count > 0), min(finer.low)) as low,
+    (array_agg(finer.close order by finer.ts))[count(*)] as close,
+    (array_agg(finer.volume order by finer.ts))[count(*)] as volume,
+    (array_agg(finer.market_cap order by finer.ts))[count(*)] as market_cap,
+    sum(finer.sample_count)::integer as sample_count,
+    -- complete when its last finer candle is (a later point exists past the bucket's end)
+    bool_and(finer.is_complete) as is_complete,
+    max(finer.source_loaded_at) as source_loaded_at
+from finer
+group by 1, 3
 {%- endmacro %}
