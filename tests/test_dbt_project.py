@@ -8,11 +8,12 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import psycopg2.errors
 import pytest
 
 from dbt_support import REAL_30D_FILE, UTC, dbt_settings, fetch, real_30d_points, upsert_points
 from pipelines import transform
-from pipelines.database import Connection
+from pipelines.database import Connection, connect
 from pipelines.pair_models import generated_files, sync_pair_models
 
 NO_RECENCY = ["--exclude", "test_name:recency_per_pair"]  # the fixture data is from 2021
@@ -96,6 +97,12 @@ def test_real_30_day_file_gives_720_hourly_candles(database: Connection, tmp_pat
     assert all(d[0].hour == 0 for d in daily) and [d[2] for d in daily].count(False) == 1
     assert fetch(database, "select count(*) from public.ohlcv where pair = 'BTC/USDT'") == [(751,)]
     assert transform.find_gaps(database) == []
+
+    # One candle per (pair, ts) is the candle tables' unique index (no test scans for it): a
+    # duplicate cannot be written.
+    for table in ("int_candles_1h", "int_candles_1d"):
+        with pytest.raises(psycopg2.errors.UniqueViolation), connect(database) as conn, conn.cursor() as cur:
+            cur.execute(f"insert into alphadb_intermediate.{table} select * from alphadb_intermediate.{table} limit 1")
 
     # the last load is 60 hours old: `dbt source freshness` errors (threshold 50 h)
     freshness = transform.source_freshness(settings, database)

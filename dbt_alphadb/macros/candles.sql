@@ -61,9 +61,7 @@ rebuild as (
 {%- if is_incremental() %}
 {%- for pair in alphadb_pairs() %}
     select
-    {%- for column in columns %}
-        source_rows.{{ column }}{{ "," if not loop.last }}
-    {%- endfor %}
+        source_rows.{{ columns | join(",\n        source_rows.") }}
     from {{ relation }} as source_rows
     where
         source_rows.pair = '{{ pair.name }}'
@@ -73,9 +71,7 @@ rebuild as (
 {%- endfor %}
 {%- else %}
     select
-    {%- for column in columns %}
-        source_rows.{{ column }}{{ "," if not loop.last }}
-    {%- endfor %}
+        source_rows.{{ columns | join(",\n        source_rows.") }}
     from {{ relation }} as source_rows
     where {{ condition }}
 {%- endif %}

@@ -1,9 +1,0 @@
-{#- Fails with every combination of the columns that occurs more than once (a composite key). -#}
-{% test unique_combination(model, columns) %}
-select
-    {{ columns | join(", ") }},
-    count(*) as occurrences
-from {{ model }}
-group by {{ columns | join(", ") }}
-having count(*) > 1
-{% endtest %}
