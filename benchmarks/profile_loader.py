@@ -21,7 +21,7 @@ import psycopg2
 import psycopg2.extensions
 
 from benchmarks.harness import Postgres, bench_env, bench_pairs, scratch_dir, settings_for
-from benchmarks.loadbench import RANGE_START, replay_server, warm
+from benchmarks.loadbench import RANGE_START, fetch_all, replay_server
 
 SQL_TIMES: collections.Counter[str] = collections.Counter()
 SQL_COUNTS: collections.Counter[str] = collections.Counter()
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
             connection = pg.new_database("profile")
             env = bench_env(connection, base_url, bench_pairs(pairs), home)
             end = RANGE_START + timedelta(hours=hours)
-            warm(env, RANGE_START, end)
+            fetch_all(env, RANGE_START, end)
             settings = settings_for(env)
             for label in ("first load", "re-load"):
                 steps.clear()

@@ -20,6 +20,8 @@ def test_smoke_run_of_loader_and_api_benchmarks(tmp_path) -> None:  # type: igno
     # The loader stored every point once, the re-load merged without duplicates, COPY copied them all.
     assert load["first"]["points"] == load["rows_after_first"] == load["rows_after_reload"] == load["copy_rows"] > 0
     assert load["small"]["points"] < load["first"]["points"]
+    # The ceilings saw the same points: fetched and parsed again, and COPY'd into the keyed table.
+    assert load["fetch_points"] == load["first"]["points"] and load["keyed_copy_s"] > 0
     assert load["first"]["peak_rss_kb"] > 0 and load["small"]["peak_rss_kb"] > 0
     api = results["api"]
     assert api["backfill_requests_per_pair_max"] <= 6 and api["nightly_requests_per_pair_max"] <= 2
