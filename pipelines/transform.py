@@ -241,9 +241,45 @@ def source_freshness(settings: Settings, connection: Connection) -> DbtOutcome:
     return run_dbt(settings, connection, ["source", "freshness"])
 
 
-def run_tests(settings: Settings, connection: Connection) -> DbtOutcome:
-    """`dbt test`: data tests (no gaps, candle sanity, recency, keys) and unit tests."""
-    return run_dbt(settings, connection, ["test"])
+# The earliest candle an incremental run may have rebuilt from the points loaded since %(since)s:
+# per pair, runs rebuild from the bucket of the earliest new point or from the pair's last candle,
+# so from the last sampled hour before its first hour loaded since then (a run of filled hours is
+# never cut in two); the earliest of these, floored to the UTC day, covers the daily candles too.
+# The source_loaded_at and (pair, ts) indexes keep this to the recent rows.
+TESTS_SCOPE_START = """
+select date_bin('24 hours', min(coalesce(before_first.ts, recent.first_ts)), timestamptz '2000-01-01 00:00:00+00')
+from (
+    select hourly.pair, min(hourly.ts) as first_ts
+    from alphadb_intermediate.int_candles_1h as hourly
+    where hourly.source_loaded_at > %(since)s
+    group by hourly.pair
+) as recent
+left join lateral (
+    select max(sampled.ts) as ts
+    from alphadb_intermediate.int_candles_1h as sampled
+    where sampled.pair = recent.pair and sampled.ts < recent.first_ts and sampled.sample_count > 0
+) as before_first on true
+"""
+
+
+def tests_scope_start(connection: Connection, loaded_since: datetime) -> datetime | None:
+    """Where the data tests of candles rebuilt from loads since `loaded_since` start (see above);
+    None when there is nothing to narrow: no such candle, or no candle table yet."""
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('alphadb_intermediate.int_candles_1h')")
+        if cur.fetchone()[0] is None:
+            return None
+        cur.execute(TESTS_SCOPE_START, {"since": loaded_since})
+        return cur.fetchone()[0]
+
+
+def run_tests(settings: Settings, connection: Connection, loaded_since: datetime | None = None) -> DbtOutcome:
+    """`dbt test`: data tests (no gaps, candle sanity, recency, not null) and unit tests. With
+    `loaded_since`, the data tests see only the candles rebuilt from points loaded since then
+    (macros/test_scope.sql); without, all history."""
+    start = tests_scope_start(connection, loaded_since) if loaded_since else None
+    scope = ["--vars", json.dumps({"tests_from_ts": start.isoformat()})] if start else []
+    return run_dbt(settings, connection, ["test", *scope])
 
 
 def generate_docs(settings: Settings, connection: Connection, static: bool = True) -> Path:

@@ -295,6 +295,7 @@ class World:
     gaps: list[FakeGap] = field(default_factory=list)
     fillable: bool = True
     calls: list[str] = field(default_factory=list)
+    tests_since: list[datetime | None] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -337,8 +338,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
         w.calls.append("freshness")
         return Outcome("dbt source freshness", True, [Node("source.points", "pass")])
 
-    def run_tests(settings: Any, connection: Any) -> Outcome:
+    def run_tests(settings: Any, connection: Any, loaded_since: datetime | None = None) -> Outcome:
         w.calls.append("dbt test")
+        w.tests_since.append(loaded_since)
         ok = w.tests_ok.pop(0) if len(w.tests_ok) > 1 else w.tests_ok[0]
         nodes = [Node("unique_ohlcv", "pass")] + ([] if ok else [Node("no_gaps_ohlcv_btc_usdt", "fail", "Got 1 result:\n@@ ,pair ,gap_start\n---,BTC/USDT,2025-06-10", 1)])
         return Outcome("dbt test", ok, nodes)
@@ -383,6 +385,20 @@ def test_success_path(tmp_path: Path, world: World, receiver: WebhookReceiver) -
     text = "\n".join(lines)
     for step in ("Environment check passed", "Database connectivity check passed", "Backfill completed successfully", "dbt run passed", "Data quality checks passed"):
         assert step in text
+    # the tests' scope: the candles rebuilt from the last week's loads, or all history on a Sunday
+    now = datetime.now(timezone.utc)
+    [since] = world.tests_since
+    if now.weekday() == nightly.FULL_TESTS_WEEKDAY:
+        assert since is None and "dbt test on all history" in text
+    else:
+        assert since is not None and timedelta(days=7) <= now - since < timedelta(days=7, minutes=1)
+        assert f"dbt test on candles loaded since {since:%Y-%m-%d %H:%M} UTC" in text
+
+
+def test_nightly_tests_cover_the_last_week_and_all_history_on_sundays() -> None:
+    saturday = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
+    assert nightly.tests_loaded_since(saturday) == datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc)
+    assert nightly.tests_loaded_since(saturday + timedelta(days=1)) is None
 
 
 def test_database_down_exits_3_and_alerts(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:

@@ -16,7 +16,7 @@ from dbt_support import (
     upsert_points,
 )
 from pipelines import transform
-from pipelines.database import Connection
+from pipelines.database import Connection, connect
 
 HOUR = timedelta(hours=1)
 NO_RECENCY = ["--exclude", "test_name:recency_per_pair"]  # fixed historical data
@@ -165,3 +165,51 @@ def test_session_time_zone_does_not_change_the_marts(database: Connection, tmp_p
         (datetime(2024, 3, 11, tzinfo=UTC), 25), (datetime(2024, 3, 12, tzinfo=UTC), 1),
     ]
     assert all(d[0].hour == 0 for d in in_utc["ohlcv_eth_usdt_1d"]) and len(in_utc["ohlcv_eth_usdt_1d"]) == 3
+
+
+def test_scoped_tests_check_every_candle_rebuilt_from_recent_loads(database: Connection, tmp_path: Path) -> None:
+    """`run_tests(loaded_since=...)` (the nightly's weekday tests) narrows the data tests to the candles
+    rebuilt from points loaded since then, reaching back as far as a late correction does; without
+    it, all history is tested."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    day = 24 * HOUR
+    start = now - 30 * day
+    settings = dbt_settings(tmp_path / "home")
+    # days -30..-10 loaded ten days ago, days -10..now loaded yesterday: two incremental steps
+    upsert_points(database, hourly_points("BTC/USDT", start, 20 * 24) + hourly_points("ETH/USDT", start, 20 * 24, base=10.0),
+                  loaded_at=now - 10 * day)
+    assert transform.run_models(settings, database, full_refresh=True).success
+    upsert_points(database, hourly_points("BTC/USDT", start + 20 * day, 10 * 24 - 1, base=600.0)
+                  + hourly_points("ETH/USDT", start + 20 * day, 10 * 24 - 1, base=510.0), loaded_at=now - day)
+    assert transform.run_models(settings, database).success
+    since = now - 7 * day
+
+    def break_candle(ts: datetime) -> None:  # high below low: candle_sanity must fail on it
+        with connect(database) as conn, conn.cursor() as cur:
+            cur.execute("update alphadb_intermediate.int_candles_1h set high = low - 1 where pair = 'BTC/USDT' and ts = %s", (ts,))
+            assert cur.rowcount == 1
+
+    # an old broken candle and an old hole, outside the candles rebuilt from the last week's loads
+    break_candle(start + 5 * day)
+    with connect(database) as conn, conn.cursor() as cur:
+        cur.execute("delete from alphadb_intermediate.int_candles_1h where pair = 'ETH/USDT' and ts >= %s and ts < %s",
+                    (start + 6 * day, start + 6 * day + 5 * HOUR))
+        assert cur.rowcount == 5
+    scoped = transform.run_tests(settings, database, loaded_since=since)
+    assert scoped.success, failed(scoped)
+    full = transform.run_tests(settings, database)
+    assert set(failed(full)) == {"candle_sanity_int_candles_1h_", "no_gaps_int_candles_1h_1h"}, failed(full)
+
+    # a broken candle among the rebuilt ones is caught by the scoped tests
+    break_candle(now - 3 * day)
+    assert set(failed(transform.run_tests(settings, database, loaded_since=since))) == {"candle_sanity_int_candles_1h_"}
+
+    # a late correction of day -25 rebuilds BTC/USDT from there (repairing it): the scope reaches back
+    # with it (one bound for every pair, so the ETH/USDT hole of day -24 is in it now) and sees a
+    # candle broken in that range afterwards
+    upsert_points(database, [("BTC/USDT", start + 5 * day + 10 * timedelta(minutes=1), 150.0, 1.5e8, 1234.0)], loaded_at=now)
+    assert transform.run_models(settings, database).success
+    break_candle(start + 8 * day)
+    late = failed(transform.run_tests(settings, database, loaded_since=since))
+    assert set(late) == {"candle_sanity_int_candles_1h_", "no_gaps_int_candles_1h_1h"}, late
+    assert "pair=ETH/USDT" in late["no_gaps_int_candles_1h_1h"] and "BTC/USDT" not in late["no_gaps_int_candles_1h_1h"]

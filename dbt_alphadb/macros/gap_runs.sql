@@ -1,6 +1,7 @@
 {#- Runs of consecutive unsampled buckets (sample_count = 0) in a candle relation with columns pair, ts
     and sample_count: one row per run with its first bucket (gap_start), the end of its last bucket
-    (gap_end, exclusive: re-fetching [gap_start, gap_end) heals it) and its length in buckets. -#}
+    (gap_end, exclusive: re-fetching [gap_start, gap_end) heals it) and its length in buckets.
+    `relation` is wrapped in a select: in a test it can be an aliased subquery (macros/test_scope.sql). -#}
 {% macro unsampled_runs(relation, timeframe) -%}
     select
         unsampled.pair,
@@ -16,7 +17,7 @@
             candles.ts
             - row_number() over (partition by candles.pair order by candles.ts)
             * {{ timeframe_width(timeframe) }} as run_key
-        from {{ relation }} as candles
+        from (select * from {{ relation }}) as candles
         where candles.sample_count = 0
     ) as unsampled
     group by unsampled.pair, unsampled.run_key
@@ -38,7 +39,7 @@
             candles.pair,
             candles.ts,
             lead(candles.ts) over (partition by candles.pair order by candles.ts) as next_ts
-        from {{ relation }} as candles
+        from (select * from {{ relation }}) as candles
     ) as steps
     where steps.next_ts - steps.ts <> {{ timeframe_width(timeframe) }}
 {%- endmacro %}

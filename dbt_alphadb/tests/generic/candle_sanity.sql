@@ -10,7 +10,7 @@ select
     candles.close,
     candles.volume,
     candles.sample_count
-from {{ model }} as candles
+from (select * from {{ model }}) as candles
 where
     candles.low > least(candles.open, candles.close)
     or candles.high < greatest(candles.open, candles.close)

@@ -12,7 +12,7 @@ left join (
     select
         candles.pair,
         max(candles.ts) as latest_complete_ts
-    from {{ model }} as candles
+    from (select * from {{ model }}) as candles
     where candles.is_complete
     group by candles.pair
 ) as latest on configured.pair = latest.pair
