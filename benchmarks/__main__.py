@@ -130,13 +130,14 @@ METHOD = """\
   `COINGECKO_RATE_LIMIT_PER_MIN`: a 365-day backfill (`load_range`, ending now), then two nightly
   runs (`load_incremental`); requests counted per pair from the simulator's request log.
 - **3, 4**: the histories are written straight into `staging.market_chart_points` with COPY (the
-  simulator's own sample times and prices, the table created by a tiny real load first), not loaded
-  through the API. 3 compares the execution time of the candle models (`int_candles_1h` +
+  simulator's own sample times and prices, each point stored a day after its time as nightly loads
+  would have; the table created by a tiny real load first), not loaded through the API. 3 compares the execution time of the candle models (`int_candles_1h` +
   `int_candles_1d`, from dbt's run_results.json) of `dbt run --full-refresh` with one hand-written
   `INSERT ... SELECT date_trunc(...) ... GROUP BY` per timeframe (no forward fill, no completeness
   flag); the whole `dbt run` wall time (dbt start-up, every model) is shown beside it. 4 times the
-  nightly ELT's steps as `alphadb run` runs them (`load_incremental` of the last 2 days from the
-  simulator, `dbt run`, `dbt source freshness`, `dbt test`; heal and report excluded) on a database
+  nightly ELT's steps as `alphadb run` runs them on a weekday (`load_incremental` of the last 2 days
+  from the simulator, `dbt run`, `dbt source freshness`, `dbt test` on the candles rebuilt from the
+  last 7 days' loads; heal, report and the Sunday test of all history excluded) on a database
   with the long history against one with the short history, both with candles already built; two
   interleaved rounds, the faster of each side counts. "dbt SQL" is the sum of dbt's per-node
   execution times (run + test), i.e. without dbt's start-up and parsing.

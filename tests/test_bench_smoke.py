@@ -45,11 +45,12 @@ def test_transform_benchmark_data_and_baseline() -> None:
                 price double precision, market_cap double precision, total_volume double precision, loaded_at timestamptz)"""
             )
         end = datetime(2024, 1, 10, tzinfo=timezone.utc)
-        rows, _ = populate(connection, bench_pairs(2), end - timedelta(days=2), end, end)
+        rows, _ = populate(connection, bench_pairs(2), end - timedelta(days=2), end)
         assert rows == pytest.approx(2 * 48, abs=2)
         assert hand_written_candles(connection) >= 0
         with connect(connection) as conn, conn.cursor() as cur:
-            cur.execute("select count(*), min(ts) >= %s, max(ts) < %s from staging.market_chart_points", (end - timedelta(days=2), end))
-            assert cur.fetchone() == (rows, True, True)
+            cur.execute("select count(*), min(ts) >= %s, max(ts) < %s, bool_and(loaded_at = ts + interval '1 day')"
+                        " from staging.market_chart_points", (end - timedelta(days=2), end))
+            assert cur.fetchone() == (rows, True, True, True)
     finally:
         pg.close()
