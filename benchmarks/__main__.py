@@ -85,8 +85,10 @@ def transform_rows(r: dict[str, Any]) -> list[Row]:
     long = r["long"]
     rows = [
         Row(3, f"candle build, full refresh, {long['rows']:,} points ({r['pairs']} pairs x {r['long_days']} d)",
-            f"int_candles_1h+1d {_fmt(r['candle_models_s'], ' s')} (dbt run wall {_fmt(long['full_refresh_s'], ' s')})",
-            f"INSERT..SELECT {_fmt(r['hand_written_s'], ' s')}", _fmt(r["candle_ratio"], "x"), "<= 1.5x",
+            f"int_candles_1h+1d {_fmt(r['candle_models_s'], ' s')} (best of {len(r['candle_rounds_s'])};"
+            f" dbt run wall {_fmt(long['full_refresh_s'], ' s')})",
+            f"INSERT..SELECT {_fmt(r['hand_written_s'], ' s')} (best of {len(r['candle_rounds_s'])})",
+            _fmt(r["candle_ratio"], "x"), "<= 1.5x",
             r["candle_ratio"] <= 1.5 and long["full_refresh_ok"]),
     ]
     if "nightly_long" in r:
@@ -134,7 +136,8 @@ METHOD = """\
   would have; the table created by a tiny real load first), not loaded through the API. 3 compares the execution time of the candle models (`int_candles_1h` +
   `int_candles_1d`, from dbt's run_results.json) of `dbt run --full-refresh` with one hand-written
   `INSERT ... SELECT date_trunc(...) ... GROUP BY` per timeframe (no forward fill, no completeness
-  flag); the whole `dbt run` wall time (dbt start-up, every model) is shown beside it. 4 times the
+  flag), in three alternating rounds on a vacuumed raw table, the fastest of each side counting;
+  the first `dbt run` wall time (dbt start-up, every model) is shown beside it. 4 times the
   nightly ELT's steps as `alphadb run` runs them on a weekday (`load_incremental` of the last 2 days
   from the simulator, `dbt run`, `dbt source freshness`, `dbt test` on the candles rebuilt from the
   last 7 days' loads; heal, report and the Sunday test of all history excluded) on a database

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
 from benchmarks.harness import Postgres, bench_env, bench_pairs, scratch_dir, settings_for
 from pipelines.config import Pair, Settings
 from pipelines.database import Connection, connect
@@ -67,7 +69,15 @@ def populate(
                 buffer,
             )
             rows += len(times)
-        cur.execute("analyze staging.market_chart_points")
+    # Settle the table as years-old data is (hint bits set, visibility map, statistics): otherwise
+    # whichever query reads it first pays for writing every page's hint bits, the dbt full refresh
+    # here, and the hand-written SQL after it does not.
+    conn = psycopg2.connect(**connection.psycopg_kwargs())
+    try:
+        conn.autocommit = True  # VACUUM runs outside a transaction
+        conn.cursor().execute("vacuum (analyze) staging.market_chart_points")
+    finally:
+        conn.close()
     return rows, time.perf_counter() - started
 
 
@@ -105,6 +115,22 @@ def hand_written_candles(connection: Connection) -> float:
         for tf in ("1h", "1d"):
             cur.execute(f"drop table public.bench_hand_candles_{tf}")
     return elapsed
+
+
+def candle_rounds(settings: Settings, connection: Connection, first_nodes: dict[str, float], rounds: int = 3) -> list[tuple[float, float]]:
+    """(candle models' time, hand-written SQL's time) of `rounds` alternating rounds, the first one
+    from the full refresh that built the history's candles: the fastest of each side counts, so
+    a burst of other work on a shared machine rarely decides the ratio."""
+    from pipelines.transform import run_models
+
+    times: list[tuple[float, float]] = []
+    for round_number in range(rounds):
+        if round_number:
+            if not run_models(settings, connection, full_refresh=True).success:
+                raise RuntimeError("dbt run --full-refresh failed in a candle build round")
+        nodes = node_times(settings) if round_number else first_nodes
+        times.append((sum(nodes.get(name, 0.0) for name in CANDLE_MODELS), hand_written_candles(connection)))
+    return times
 
 
 def prepare_history(
@@ -173,7 +199,9 @@ def run_transform_benchmarks(pg: Postgres, pairs: int, long_days: int, short_day
         with Simulator(host_kind="pro") as sim, scratch_dir("alphadb-bench-dbt-") as tmp:
             long_settings, long_db, out["long"] = prepare_history(pg, sim, chosen, tmp / "long", timedelta(days=long_days), now, "long")
             connections.append(long_db)
-            out["hand_written_s"] = hand_written_candles(long_db)
+            out["candle_rounds_s"] = candle_rounds(long_settings, long_db, out["long"]["full_refresh_nodes"])
+            out["candle_models_s"] = min(dbt_s for dbt_s, _ in out["candle_rounds_s"])
+            out["hand_written_s"] = min(hand_s for _, hand_s in out["candle_rounds_s"])
             if nightly:
                 short_settings, short_db, out["short"] = prepare_history(
                     pg, sim, chosen, tmp / "short", timedelta(days=short_days), now, "short"
@@ -188,8 +216,6 @@ def run_transform_benchmarks(pg: Postgres, pairs: int, long_days: int, short_day
     finally:
         for connection in connections:
             pg.drop_database(connection)
-    nodes = out["long"]["full_refresh_nodes"]
-    out["candle_models_s"] = sum(nodes.get(name, 0.0) for name in CANDLE_MODELS)
     out["candle_ratio"] = out["candle_models_s"] / out["hand_written_s"] if out["hand_written_s"] else float("nan")
     if nightly:
         out["nightly_ratio"] = out["nightly_long"]["elapsed_s"] / out["nightly_short"]["elapsed_s"]
