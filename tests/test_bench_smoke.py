@@ -33,6 +33,21 @@ def test_smoke_run_of_loader_and_api_benchmarks(tmp_path) -> None:  # type: igno
         assert needle in text
 
 
+def test_smoke_run_of_transform_benchmarks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Benchmarks 3 and 4 end to end on tiny histories: dbt built the candles in every round, and
+    both nightly runs passed on the weekday test scope."""
+    out = tmp_path / "results.md"
+    assert bench.main(["--smoke", "--only", "3,4", "--out", str(out)]) == 0
+    transform = bench.main.last_results["transform"]  # type: ignore[attr-defined]
+    assert transform["long"]["full_refresh_ok"] and transform["short"]["full_refresh_ok"]
+    assert transform["long"]["rows"] > transform["short"]["rows"] > 0
+    assert len(transform["candle_rounds_s"]) == 2 and all(dbt > 0 and hand > 0 for dbt, hand in transform["candle_rounds_s"])
+    assert transform["nightly_long"]["ok"] and transform["nightly_short"]["ok"], transform["nightly_long"].get("failed")
+    assert transform["nightly_long"]["load_points"] > 0
+    assert {row["number"] for row in bench.main.last_results["rows"]} == {3, 4}  # type: ignore[attr-defined]
+    assert "| 3 |" in out.read_text() and "| 4 |" in out.read_text()
+
+
 def test_transform_benchmark_data_and_baseline() -> None:
     """Benchmarks 3/4's history generator and hand-written candle SQL (dbt itself is tested elsewhere)."""
     pg = Postgres()
