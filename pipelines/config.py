@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from pipelines.errors import ConfigError
+from pipelines import logfile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAIRS_FILE = REPO_ROOT / "pairs.conf"
@@ -31,8 +32,9 @@ PLAN_BASE_URLS = {
 PLAN_KEY_HEADERS = {"public": None, "demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 # Client-side budgets under each plan's documented limit (public is IP-shared: stay low).
 PLAN_RATE_LIMITS = {"public": 10, "demo": 30, "pro": 500}
-# Demo and public keys see only the past 365 days (CoinGecko error 10012).
-PLAN_HISTORY_DAYS = {"public": 365, "demo": 365, "pro": None}
+# Demo and public keys see only the past 365 days (CoinGecko error 10012); Pro keys see everything.
+LIMITED_HISTORY_DAYS = 365
+PLAN_HISTORY_DAYS = {"public": LIMITED_HISTORY_DAYS, "demo": LIMITED_HISTORY_DAYS, "pro": None}
 
 MAX_DAYS = 3650  # hourly history starts 2018-01-30: more than ten years is a typo
 PAIR_RE = re.compile(r"^[A-Z0-9]{1,15}/[A-Z0-9]{1,15}$")
@@ -66,7 +68,9 @@ class Settings:
     postgres_password: str = field(repr=False)
     postgres_db: str = "market"
     pairs: tuple[Pair, ...] = ()
-    backfill_days: int = 2
+    # ALPHADB_BACKFILL_DAYS (the original guide's name): how far behind its cursor the nightly load
+    # re-reads each pair, so late corrections and late points are picked up.
+    lookback_days: int = 2
     home: Path = REPO_ROOT / ".alphadb"
     log_file: Path = REPO_ROOT / "logs" / "alphadb-backfill.log"
     slack_webhook_url: str | None = field(default=None, repr=False)
@@ -74,6 +78,8 @@ class Settings:
     request_timeout_s: float = 30.0
     max_retry_after_s: float = 300.0
     retry_budget_s: float = 900.0
+    # How long a load waits for another one (a manual backfill beside the nightly load) to finish.
+    load_lock_wait_s: float = 3600.0
 
     @property
     def embedded_database(self) -> bool:
@@ -85,7 +91,14 @@ class Settings:
 
     @property
     def history_days(self) -> int | None:
+        """The days of history the plan serves (None: all of it), what planning stays inside."""
         return PLAN_HISTORY_DAYS[self.plan]
+
+    @property
+    def history_limit_days(self) -> int:
+        """The limit a 10012 answer enforces: the plan's, or the limited plans' when the key turns
+        out to be on one whatever COINGECKO_PLAN says."""
+        return self.history_days or LIMITED_HISTORY_DAYS
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs, alerts or tracebacks."""
@@ -144,7 +157,7 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float, low_allowed: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -152,8 +165,9 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not low < value <= high:
-        raise ConfigError(f"{name}={value} is out of range: use a number above {low} and at most {high}")
+    if not (low <= value if low_allowed else low < value) or value > high:
+        floor = f"from {low:g}" if low_allowed else f"above {low:g}"
+        raise ConfigError(f"{name}={value} is out of range: use a number {floor} and at most {high:g}")
     return value
 
 
@@ -186,38 +200,34 @@ def read_env_file(path: Path) -> dict[str, str]:
 def merged_environment(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> dict[str, str]:
     """`.env` values overlaid by the real environment (the environment wins)."""
     environ = os.environ if environ is None else environ
-    path = Path(environ.get("ALPHADB_ENV_FILE") or env_file or REPO_ROOT / ".env")
+    path = Path(environ.get("ALPHADB_ENV_FILE") or env_file or logfile.ENV_FILE)
     merged = read_env_file(path)
     merged.update(environ)
     return merged
 
 
-def default_log_file(home_default: Path) -> Path:
-    system_log = Path("/var/log/alphadb-backfill.log")
-    writable = os.access(system_log, os.W_OK) if system_log.exists() else os.access(system_log.parent, os.W_OK)
-    return system_log if writable else REPO_ROOT / "logs" / "alphadb-backfill.log"
-
-
-def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
-    """Read and validate every setting; raise ConfigError naming the first bad variable."""
-    env = merged_environment(environ, env_file)
-
+def _plan(env: Mapping[str, str]) -> tuple[str | None, str]:
+    """(COINGECKO_API_KEY, COINGECKO_PLAN): a key alone means Pro; a keyed plan needs its key."""
     api_key = env.get("COINGECKO_API_KEY", "").strip() or None
     plan = (env.get("COINGECKO_PLAN", "").strip().lower() or ("pro" if api_key else "public"))
     if plan not in PLANS:
         raise ConfigError(f"COINGECKO_PLAN={plan!r} is unknown: use one of {', '.join(PLANS)}")
     if plan != "public" and not api_key:
         raise ConfigError(f"COINGECKO_PLAN={plan} needs COINGECKO_API_KEY (or set COINGECKO_PLAN=public)")
-    base_url = _url(env, "COINGECKO_BASE_URL") or PLAN_BASE_URLS[plan]
-    rate = _float(env, "COINGECKO_RATE_LIMIT_PER_MIN", PLAN_RATE_LIMITS[plan], 0, 100_000)
+    return api_key, plan
 
-    host = env.get("POSTGRES_HOST", "").strip() or None
-    port = _int(env, "POSTGRES_PORT", 5432, 1, 65535)
-    user = env.get("POSTGRES_USER", "").strip() or "trader"
-    database = env.get("POSTGRES_DB", "").strip() or "market"
-    for name, value in (("POSTGRES_USER", user), ("POSTGRES_DB", database)):
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", value):
-            raise ConfigError(f"{name}={value!r} is not a valid PostgreSQL identifier")
+
+def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", value):
+        raise ConfigError(f"{name}={value!r} is not a valid PostgreSQL identifier")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad variable."""
+    env = merged_environment(environ, env_file)
+    api_key, plan = _plan(env)
 
     if env.get("ALPHADB_PAIRS", "").strip():
         pairs = parse_pairs(env["ALPHADB_PAIRS"], "ALPHADB_PAIRS")
@@ -228,27 +238,24 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         except OSError as exc:
             raise ConfigError(f"cannot read the pairs config {pairs_file}: {exc.strerror}") from None
 
-    home = Path(env.get("ALPHADB_HOME", "").strip() or REPO_ROOT / ".alphadb").expanduser().resolve()
-    log_raw = env.get("ALPHADB_LOG_FILE", "").strip()
-    log_file = Path(log_raw).expanduser() if log_raw else default_log_file(home)
-
     return Settings(
         api_key=api_key,
         plan=plan,
-        base_url=base_url,
-        rate_limit_per_min=rate,
-        postgres_host=host,
-        postgres_port=port,
-        postgres_user=user,
+        base_url=_url(env, "COINGECKO_BASE_URL") or PLAN_BASE_URLS[plan],
+        rate_limit_per_min=_float(env, "COINGECKO_RATE_LIMIT_PER_MIN", PLAN_RATE_LIMITS[plan], 0, 100_000),
+        postgres_host=env.get("POSTGRES_HOST", "").strip() or None,
+        postgres_port=_int(env, "POSTGRES_PORT", 5432, 1, 65535),
+        postgres_user=_identifier(env, "POSTGRES_USER", "trader"),
         postgres_password=env.get("POSTGRES_PASSWORD", "") or "s3cr3t",
-        postgres_db=database,
+        postgres_db=_identifier(env, "POSTGRES_DB", "market"),
         pairs=pairs,
-        backfill_days=_int(env, "ALPHADB_BACKFILL_DAYS", 2, 0, MAX_DAYS),
-        home=home,
-        log_file=log_file,
+        lookback_days=_int(env, "ALPHADB_BACKFILL_DAYS", 2, 0, MAX_DAYS),
+        home=Path(env.get("ALPHADB_HOME", "").strip() or REPO_ROOT / ".alphadb").expanduser().resolve(),
+        log_file=logfile.log_file(env),
         slack_webhook_url=_url(env, "SLACK_WEBHOOK_URL", secret=True),
         healthcheck_url=_url(env, "ALPHADB_HEALTHCHECK_URL", secret=True),
         request_timeout_s=_float(env, "COINGECKO_TIMEOUT_S", 30.0, 0, 600),
         max_retry_after_s=_float(env, "COINGECKO_MAX_RETRY_AFTER_S", 300.0, 0, 3600),
         retry_budget_s=_float(env, "COINGECKO_RETRY_BUDGET_S", 900.0, 0, 7200),
+        load_lock_wait_s=_float(env, "ALPHADB_LOAD_LOCK_WAIT_S", 3600.0, 0, 86_400, low_allowed=True),
     )

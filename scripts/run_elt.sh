@@ -22,32 +22,30 @@ if [[ -z "${HOME:-}" ]]; then
 fi
 umask 027
 
-# The log file for the few lines this wrapper writes itself (the job resolves it the same way:
-# ALPHADB_LOG_FILE from the environment, else from .env, else /var/log if writable, else logs/).
-log_file() {
-  local value="${ALPHADB_LOG_FILE:-}"
-  if [[ -z "$value" && -r "$REPO_ROOT/.env" ]]; then
-    value="$(sed -n -E 's/^[[:space:]]*(export[[:space:]]+)?ALPHADB_LOG_FILE[[:space:]]*=[[:space:]]*["'\'']?([^"'\''#]*)["'\'']?.*$/\2/p' "$REPO_ROOT/.env" | tail -n 1)"
-    value="${value%"${value##*[![:space:]]}"}"
-  fi
-  if [[ -n "$value" ]]; then
-    printf '%s\n' "${value/#\~/$HOME}"
-  elif { [[ -e /var/log/alphadb-backfill.log && -w /var/log/alphadb-backfill.log ]] ||
-         [[ ! -e /var/log/alphadb-backfill.log && -w /var/log ]]; }; then
-    printf '%s\n' /var/log/alphadb-backfill.log
-  else
-    printf '%s\n' "$REPO_ROOT/logs/alphadb-backfill.log"
+# The log file for the few lines this wrapper writes itself, where the job writes: the wrapper asks
+# the Python side once (pipelines/logfile.py holds the rule). Without the virtualenv it asks the
+# system's python3; with no Python at all its lines go to stdout only (cron mails them).
+LOG_FILE=""
+LOG_FILE_ASKED=""
+resolve_log_file() {
+  [[ -z "$LOG_FILE_ASKED" ]] || return 0
+  LOG_FILE_ASKED=1
+  local python="$VENV/bin/python"
+  [[ -x "$python" ]] || python="$(command -v python3 || true)"
+  if [[ -n "$python" ]]; then
+    LOG_FILE="$(cd "$REPO_ROOT" && "$python" -m pipelines.logfile 2>/dev/null)" || LOG_FILE=""
   fi
 }
 
 # `[YYYY-MM-DD HH:MM:SS] <marker> <message>` in UTC, to stdout and the log file.
 log() {
-  local line file
+  local line
   line="[$(date -u '+%Y-%m-%d %H:%M:%S')] $1 $2"
   printf '%s\n' "$line"
-  file="$(log_file)"
-  { mkdir -p "$(dirname "$file")" && printf '%s\n' "$line" >>"$file"; } 2>/dev/null ||
-    printf '%s\n' "[$(date -u '+%Y-%m-%d %H:%M:%S')] ⚠️ cannot write log file $file" >&2
+  resolve_log_file
+  [[ -n "$LOG_FILE" ]] || return 0
+  { mkdir -p "$(dirname "$LOG_FILE")" && printf '%s\n' "$line" >>"$LOG_FILE"; } 2>/dev/null ||
+    printf '%s\n' "[$(date -u '+%Y-%m-%d %H:%M:%S')] ⚠️ cannot write log file $LOG_FILE" >&2
 }
 
 CHILD=""

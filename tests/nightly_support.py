@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -92,6 +93,13 @@ case "$1" in
   *) [ -f "$1" ] && cp "$1" "$f" || { echo "usage: crontab [-l|-r|-|file]" >&2; exit 1; } ;;
 esac
 """
+
+
+def clone_without_venv(repo: Path) -> Path:
+    """The repository's scripts and Python package as a clone has them, but no `.venv` (never installed)."""
+    for part in ("scripts", "pipelines"):
+        shutil.copytree(REPO_ROOT / part, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return repo
 
 
 def install_fake_crontab(bin_dir: Path) -> Path:

@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 
 from loader_support import error_lines, output, run_cli, user_tables
-from pipelines.config import (
-    PAIRS_FILE,
-    PLAN_BASE_URLS,
-    REPO_ROOT,
-    Pair,
-    default_log_file,
-    load_settings,
-)
+from pipelines.config import PAIRS_FILE, PLAN_BASE_URLS, REPO_ROOT, Pair, load_settings
+from pipelines.logfile import default_log_file
 from pipelines.errors import EXIT_CONFIG, ConfigError
 
 
@@ -41,12 +35,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert (s.postgres_port, s.postgres_user, s.postgres_password, s.postgres_db) == (5432, "trader", "s3cr3t", "market")
     configured = PAIRS_FILE.read_text()
     assert [p.name for p in s.pairs] == ["BTC/USDT", "ETH/USDT"] or all(p.name in configured for p in s.pairs)
-    assert s.backfill_days == 2
+    assert s.lookback_days == 2
     assert s.home == (REPO_ROOT / ".alphadb").resolve()
     assert s.log_file in (Path("/var/log/alphadb-backfill.log"), REPO_ROOT / "logs" / "alphadb-backfill.log")
-    assert s.log_file == default_log_file(s.home)
+    assert s.log_file == default_log_file()
     assert s.slack_webhook_url is None and s.healthcheck_url is None
     assert s.history_days == 365
+    assert s.load_lock_wait_s == 3600
 
 
 def test_every_variable_is_parsed(tmp_path: Path) -> None:
@@ -70,6 +65,7 @@ def test_every_variable_is_parsed(tmp_path: Path) -> None:
         COINGECKO_TIMEOUT_S="12.5",
         COINGECKO_MAX_RETRY_AFTER_S="120",
         COINGECKO_RETRY_BUDGET_S="60",
+        ALPHADB_LOAD_LOCK_WAIT_S="0",
     )
     s = load_settings(env)
     assert s.api_key == "CG-demo-abcdef" and s.plan == "demo" and s.key_header == "x-cg-demo-api-key"
@@ -79,12 +75,13 @@ def test_every_variable_is_parsed(tmp_path: Path) -> None:
     assert s.postgres_password == "pw with spaces & symbols"
     assert s.pairs == (Pair("SOL/USDT", "solana", "usd"), Pair("BTC/EUR", "bitcoin", "eur"))
     assert s.pairs[0].slug == "sol_usdt"
-    assert s.backfill_days == 7
+    assert s.lookback_days == 7
     assert s.home == (tmp_path / "state").resolve()
     assert s.log_file == tmp_path / "logs" / "run.log"
     assert s.slack_webhook_url == "https://hooks.slack.com/services/T000/B000/XXXX"
     assert s.healthcheck_url == "https://hc-ping.com/abc-123"
     assert (s.request_timeout_s, s.max_retry_after_s, s.retry_budget_s) == (12.5, 120, 60)
+    assert s.load_lock_wait_s == 0  # do not wait: fail at once when another load runs
     # Secrets are known (for redaction) and hidden from repr.
     assert set(s.secrets()) == {"CG-demo-abcdef", "pw with spaces & symbols", s.slack_webhook_url}
     assert "pw with spaces" not in repr(s) and "hooks.slack.com" not in repr(s)
@@ -129,7 +126,7 @@ def test_env_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     s = load_settings({"ALPHADB_ENV_FILE": str(env_file), "ALPHADB_BACKFILL_DAYS": "9", "POSTGRES_DB": "from_env"})
     assert s.api_key == "from-dotenv-key" and s.plan == "demo"  # from .env
     assert s.pairs == (Pair("BTC/USDT", "bitcoin", "usd"),)
-    assert s.backfill_days == 9 and s.postgres_db == "from_env"  # the environment wins
+    assert s.lookback_days == 9 and s.postgres_db == "from_env"  # the environment wins
     # The env_file argument works the same when ALPHADB_ENV_FILE is unset.
     assert load_settings({}, env_file=env_file).postgres_db == "from_dotenv"
 
@@ -139,7 +136,7 @@ def test_env_file_readable_by_others_warns(tmp_path: Path) -> None:
     env_file.write_text("ALPHADB_BACKFILL_DAYS=3\n")
     env_file.chmod(0o644)
     with pytest.warns(UserWarning, match="chmod 600"):
-        assert load_settings({"ALPHADB_ENV_FILE": str(env_file)}).backfill_days == 3
+        assert load_settings({"ALPHADB_ENV_FILE": str(env_file)}).lookback_days == 3
 
 
 def test_missing_env_file_is_fine(tmp_path: Path) -> None:
@@ -199,6 +196,9 @@ BAD_VALUES = [
     ({"COINGECKO_TIMEOUT_S": "0"}, "COINGECKO_TIMEOUT_S"),
     ({"COINGECKO_MAX_RETRY_AFTER_S": "-1"}, "COINGECKO_MAX_RETRY_AFTER_S"),
     ({"COINGECKO_RETRY_BUDGET_S": "forever"}, "COINGECKO_RETRY_BUDGET_S"),
+    ({"ALPHADB_LOAD_LOCK_WAIT_S": "-1"}, "ALPHADB_LOAD_LOCK_WAIT_S"),
+    ({"ALPHADB_LOAD_LOCK_WAIT_S": "an hour"}, "ALPHADB_LOAD_LOCK_WAIT_S"),
+    ({"ALPHADB_LOAD_LOCK_WAIT_S": "999999"}, "ALPHADB_LOAD_LOCK_WAIT_S"),
 ]
 
 

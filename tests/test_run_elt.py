@@ -18,11 +18,11 @@ import psycopg2
 import pytest
 
 from nightly_support import (
-    DAILY_CRON,
     REPO_ROOT,
     RUN_ELT,
     WebhookReceiver,
     assert_log_format,
+    clone_without_venv,
     cron_env,
     log_lines,
     run_script,
@@ -129,10 +129,7 @@ def test_simulator_down_exits_1_and_undeliverable_alert_is_a_warning(alphadb_env
 
 
 def test_missing_virtualenv_exits_2_with_instructions(tmp_path: Path) -> None:
-    repo = tmp_path / "clone"
-    (repo / "scripts").mkdir(parents=True)
-    shutil.copy2(RUN_ELT, repo / "scripts" / "run_elt.sh")
-    shutil.copy2(DAILY_CRON, repo / "scripts" / "daily_backfill_cron.sh")
+    repo = clone_without_venv(tmp_path / "clone")
     log = tmp_path / "job.log"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ALPHADB_LOG_FILE": str(log)}
     result = run_script(repo / "scripts" / "daily_backfill_cron.sh", env, tmp_path)
@@ -144,9 +141,7 @@ def test_missing_virtualenv_exits_2_with_instructions(tmp_path: Path) -> None:
 
 
 def test_missing_virtualenv_log_file_from_dotenv(tmp_path: Path) -> None:
-    repo = tmp_path / "clone"
-    (repo / "scripts").mkdir(parents=True)
-    shutil.copy2(RUN_ELT, repo / "scripts" / "run_elt.sh")
+    repo = clone_without_venv(tmp_path / "clone")
     log = tmp_path / "from env file.log"
     (repo / ".env").write_text(f'# settings\nexport ALPHADB_LOG_FILE="{log}"  # the log\n')
     result = run_script(repo / "scripts" / "run_elt.sh", {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, tmp_path)

@@ -19,7 +19,7 @@ from psycopg2 import sql
 
 from fault_support import record
 from loader_support import REPO_ROOT, output, run_cli, user_tables
-from nightly_support import RUN_ELT, WebhookReceiver, cron_env, log_lines, run_script
+from nightly_support import RUN_ELT, WebhookReceiver, clone_without_venv, cron_env, log_lines, run_script
 
 TODAY = datetime.now(timezone.utc).date()
 
@@ -99,12 +99,7 @@ def test_bad_input_clear_message_exit_2_nothing_written(alphadb_env: dict[str, s
 
 def test_missing_venv_when_cron_runs_the_script(tmp_path: Path) -> None:
     """A copy of the scripts in a repo skeleton without .venv: a clear message, exit 2, nothing run."""
-    skeleton = tmp_path / "repo"
-    (skeleton / "scripts").mkdir(parents=True)
-    for script in ("run_elt.sh", "daily_backfill_cron.sh"):
-        target = skeleton / "scripts" / script
-        target.write_bytes((REPO_ROOT / "scripts" / script).read_bytes())
-        target.chmod(0o755)
+    skeleton = clone_without_venv(tmp_path / "repo")
     log = tmp_path / "cron.log"
     for script in ("run_elt.sh", "daily_backfill_cron.sh"):
         result = run_script(skeleton / "scripts" / script, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ALPHADB_LOG_FILE": str(log)}, tmp_path)
