@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from pipelines.errors import AlphaDBError
+
 START = "🕐"
 OK = "✅"
 RUNNING = "📊"
@@ -84,16 +86,31 @@ def line(marker: str, message: str) -> None:
     logger().log(level, message, extra={"marker": marker})
 
 
+def error_lines(message: str) -> None:
+    """A multi-line message (dbt's output tail) as several log lines, each in the log format.
+
+    Each line is stripped on both sides: psycopg2's messages indent their continuation lines with
+    spaces and tabs, and `<marker> <message>` must be followed by the message itself.
+    """
+    for text in message.strip().splitlines():
+        if text.strip():
+            line(ERROR, text.strip())
+
+
 @contextmanager
-def step(name: str) -> Iterator[dict[str, object]]:
-    """Log a step's start and its outcome with how long it took; the caller may add details."""
+def step(name: str, running: str | None = None) -> Iterator[dict[str, object]]:
+    """Log a step: `running` (if any) when it starts, then `<name> passed in Ns, <details>` with the
+    details the caller added, or the error's message and `<name> failed after Ns` (re-raised)."""
     details: dict[str, object] = {}
-    line(RUNNING, f"{name}...")
+    if running:
+        line(RUNNING, running)
     started = time.monotonic()
     try:
         yield details
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, AlphaDBError):
+            error_lines(str(exc))
         line(ERROR, f"{name} failed after {time.monotonic() - started:.1f}s")
         raise
     extra = "".join(f", {key} {value}" for key, value in details.items())
-    line(OK, f"{name} done in {time.monotonic() - started:.1f}s{extra}")
+    line(OK, f"{name} passed in {time.monotonic() - started:.1f}s{extra}")
