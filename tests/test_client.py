@@ -46,8 +46,12 @@ class Sleeps(list):
 
 
 def client(tmp_path: Path, base_url: str, sleep: Any = None, **extra: str) -> CoinGeckoClient:
+    """A client on its own rate limiter, and with a fake `sleep` when given, so that waits are
+    recorded instead of slept (the process-wide limiter of its host is the default otherwise)."""
     s = settings(tmp_path, base_url, **extra)
-    return CoinGeckoClient(s, sleep=sleep) if sleep is not None else CoinGeckoClient(s)
+    if sleep is None:
+        return CoinGeckoClient(s)
+    return CoinGeckoClient(s, limiter=RateLimiter(s.rate_limit_per_min, sleep=sleep), sleep=sleep)
 
 
 def past_window(now: float | None = None) -> tuple[int, int]:
@@ -172,6 +176,16 @@ def test_clients_of_one_process_share_the_rate_budget(tmp_path: Path, simulator)
     second.ping()
     times = [r["time"] for r in simulator.requests]
     assert len(times) == 2 and times[1] - times[0] >= 0.45
+
+
+def test_how_a_client_waits_between_retries_does_not_change_its_rate_budget(tmp_path: Path) -> None:
+    """The shared budget is the default whatever `sleep` a client gets; only an explicit limiter
+    replaces it."""
+    s = settings(tmp_path, "http://127.0.0.1:9/api/v3")
+    shared = CoinGeckoClient(s).limiter
+    assert CoinGeckoClient(s, sleep=Sleeps()).limiter is shared
+    own = RateLimiter(s.rate_limit_per_min)
+    assert CoinGeckoClient(s, limiter=own).limiter is own
 
 
 def test_rate_limiter_real_spacing_seen_by_the_server(tmp_path: Path, simulator) -> None:  # type: ignore[no-untyped-def]

@@ -8,15 +8,15 @@ exception message (every message passes through `_scrub`).
 from __future__ import annotations
 
 import email.utils
-import orjson
 import logging
 import random
 import threading
-from collections import deque
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import orjson
 import requests
 
 from pipelines.coingecko.settings import USER_AGENT
@@ -79,6 +79,8 @@ _limiters_lock = threading.Lock()
 
 
 def shared_limiter(base_url: str, per_minute: float) -> RateLimiter:
+    """One limiter per process and host: a backfill followed by a nightly load (or a heal after the
+    load) must share the budget, or the server counts more than the limit in its minute."""
     with _limiters_lock:
         return _limiters.setdefault((base_url, per_minute), RateLimiter(per_minute))
 
@@ -122,10 +124,13 @@ def _error_text(body: Any, raw: str) -> str:
 
 
 class CoinGeckoClient:
+    """`limiter`: the host's shared limiter unless one is given; `sleep`: how retries wait."""
+
     def __init__(
         self,
         settings: Settings,
         session: requests.Session | None = None,
+        limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
@@ -134,11 +139,7 @@ class CoinGeckoClient:
         self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
         if settings.key_header and settings.api_key:
             self.session.headers[settings.key_header] = settings.api_key
-        # One limiter per process and host: a backfill followed by a nightly load (or a heal after
-        # the load) must share the budget, or the server counts more than the limit in its minute.
-        self.limiter = shared_limiter(self.base_url, settings.rate_limit_per_min) if sleep is time.sleep else RateLimiter(
-            settings.rate_limit_per_min, sleep=sleep
-        )
+        self.limiter = limiter or shared_limiter(self.base_url, settings.rate_limit_per_min)
         self._sleep = sleep
         self.requests_made = 0
         self.retries = 0
@@ -246,7 +247,7 @@ class CoinGeckoClient:
             )
         if code == 10012:
             return HistoryLimitExceeded(
-                f"CoinGecko {what}: the {plan} plan only serves the past 365 days (error 10012); "
+                f"CoinGecko {what}: the {plan} plan only serves the past {self.settings.history_limit_days} days (error 10012); "
                 "requests are clamped to that limit. Use COINGECKO_PLAN=pro with a Pro key for older history."
             )
         if status in (401, 403):
