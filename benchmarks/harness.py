@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import parse_qs, urlparse
 
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+import psycopg2
+from psycopg2 import sql
 
-import psycopg2  # noqa: E402
-from psycopg2 import sql  # noqa: E402
-
-from pipelines.config import Pair, Settings, load_settings  # noqa: E402
-from pipelines.database import Connection  # noqa: E402
+from pipelines.config import Pair, Settings, load_settings
+from pipelines.database import Connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PRO_KEY = "CG-pro-test-key"  # a key the simulator accepts on its pro host by default

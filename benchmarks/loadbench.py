@@ -53,9 +53,9 @@ def fetch_all(env: dict[str, str], start: datetime, end: datetime, parse: bool =
     """Request every window the loader will request; returns (requests, points, seconds). The first
     pass fills the replay cache; a second one with `parse` is the loader's own work before dlt (HTTP,
     JSON decoding, Arrow tables): a floor for its time, whatever happens after."""
-    from pipelines.coingecko import _fetch
     from pipelines.coingecko.client import CoinGeckoClient
-    from pipelines.coingecko.helpers import parse_market_chart
+    from pipelines.coingecko.helpers import fetch_window
+    from pipelines.coingecko.parsing import parse_market_chart
     from pipelines.coingecko.planning import plan_windows
 
     settings = settings_for(env)
@@ -65,7 +65,7 @@ def fetch_all(env: dict[str, str], start: datetime, end: datetime, parse: bool =
     started = time.perf_counter()
     for pair in settings.pairs:
         for window in plan_windows(start, end, now, settings.history_days):
-            body = _fetch(client, pair, window)
+            body = fetch_window(client, pair, window)
             if parse:
                 points += parse_market_chart(body, pair, window.start, window.end, now, window.label).num_rows
     return client.requests_made, points, time.perf_counter() - started

@@ -1,61 +1,64 @@
 """Extract + load: CoinGecko → PostgreSQL `staging.market_chart_points` through dlt.
 
-- `load_incremental`: each pair from its cursor (dlt state) minus ALPHADB_BACKFILL_DAYS to now.
-- `load_range`: an explicit UTC range (backfill, heal); leaves the nightly cursors alone and can
-  be resumed: each window step is its own dlt load, committed with its progress in dlt state.
-Loads are serialized by a lock file, so a manual backfill never collides with the nightly job.
+Every load runs one way: the settings and the saved progress give a plan (the windows of each pair,
+`coingecko.planning`); each load step reads its windows (`coingecko.helpers`: fetch, then parse),
+keeps the points that are new or changed (`stored_points`) and hands them to the dlt resource,
+which records its progress in its own state (`coingecko`); the reads come back as data and make
+the load report.
+
+- `load_incremental`, the nightly load: each pair from its cursor minus the lookback
+  (ALPHADB_BACKFILL_DAYS) to now.
+- `load_range`, a backfill (or a heal's re-fetch): an explicit UTC range. It leaves the nightly
+  cursors alone and resumes when interrupted: each window step is its own dlt load, committed
+  together with how far each pair got.
+
+Loads take turns on ALPHADB_HOME/load.lock, so a manual backfill never collides with the nightly job.
 """
 
 from __future__ import annotations
 
-import fcntl
-import logging
-import os
+import functools
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
-# dlt gzips its load files by default: they are local, short-lived and COPY'd right away, so
-# compressing them only costs CPU (about a third of normalize's time on a 1M-point backfill).
-os.environ.setdefault("NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION", "true")
+import dlt
+import psycopg2
+from dlt.common.runtime import telemetry
+from psycopg2 import sql
 
-import dlt  # noqa: E402
-from dlt.common.pipeline import LoadInfo  # noqa: E402
-import psycopg2  # noqa: E402
-from psycopg2 import sql  # noqa: E402
-
-from pipelines.coingecko import PairProgress, coingecko, lookback_start  # noqa: E402
-from pipelines.coingecko.client import CoinGeckoClient  # noqa: E402
-from pipelines.coingecko.planning import RequestWindow, earliest_allowed, plan_windows  # noqa: E402
-from pipelines.coingecko.settings import RESOURCE_NAME  # noqa: E402
-from pipelines.config import Pair, Settings  # noqa: E402
-from pipelines.database import UNREACHABLE, Connection, connect  # noqa: E402
-from pipelines.errors import AlphaDBError, DatabaseUnavailable, LockHeld  # noqa: E402
-from pipelines.stored_points import StoredPoints  # noqa: E402
-
-log = logging.getLogger("alphadb")
+from pipelines import runlog
+from pipelines.coingecko import PairBatch, RangeJob, coingecko, saved_progress
+from pipelines.coingecko.client import CoinGeckoClient
+from pipelines.coingecko.helpers import PairRead, read_pair
+from pipelines.coingecko.planning import RequestWindow, earliest_allowed, lookback_start, plan_windows
+from pipelines.coingecko.settings import RESOURCE_NAME
+from pipelines.config import Pair, Settings
+from pipelines.database import UNREACHABLE, Connection, connect
+from pipelines.errors import AlphaDBError, DatabaseUnavailable
+from pipelines.locks import exclusive_lock
+from pipelines.stored_points import Reconciled, StoredPoints
 
 PIPELINE_NAME = "alphadb_coingecko"
 DATASET = "staging"
-LOCK_WAIT_S = float(os.environ.get("ALPHADB_LOAD_LOCK_WAIT_S", "3600"))
+LOCK_NAME = "load.lock"
+
+Plan = Mapping[Pair, Sequence[RequestWindow]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class PairResult:
     pair: Pair
-    points: int = 0
+    points: int = 0  # read and valid
     requests: int = 0
     error: AlphaDBError | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
     written: int = 0  # new or changed points (the rest were stored already, unchanged)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadReport:
     results: list[PairResult]
     elapsed_s: float = 0.0
@@ -81,31 +84,52 @@ class LoadReport:
         return max((r.error.exit_code for r in self.failed if r.error), default=0)
 
 
-@contextmanager
-def load_lock(home: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-    """One load at a time per ALPHADB_HOME: dlt's staging tables and state are shared."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "load.lock", "w") as handle:
-        deadline = time.monotonic() + wait_s
-        announced = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockHeld(f"another load still holds {home / 'load.lock'} after {wait_s:.0f}s; nothing done") from None
-                if not announced:
-                    log.warning("another load is running; waiting for it to finish", extra={"marker": "⚠️"})
-                    announced = True
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+@dataclass
+class _Tally:
+    """The load report as the steps of one load add to it."""
+
+    results: dict[Pair, PairResult] = field(default_factory=dict)
+
+    def add_step(self, reads: Sequence[PairRead], written: Mapping[Pair, int]) -> None:
+        for read in reads:
+            before = self.results.get(read.pair, PairResult(read.pair))
+            self.results[read.pair] = replace(
+                before,
+                points=before.points + read.points,
+                requests=before.requests + read.requests,
+                error=before.error or read.error,
+                warnings=before.warnings + read.warnings,
+                written=before.written + written.get(read.pair, 0),
+            )
+
+    @property
+    def loaded_points(self) -> bool:
+        return any(result.points for result in self.results.values())
+
+    def failed(self, pair: Pair) -> bool:
+        return pair in self.results and self.results[pair].error is not None
+
+    def report(self, pairs: Sequence[Pair], started: float) -> LoadReport:
+        return LoadReport([self.results.get(pair, PairResult(pair)) for pair in pairs], time.monotonic() - started)
+
+
+# --- dlt ---------------------------------------------------------------------------------------
+
+@functools.cache
+def configure_dlt() -> None:
+    """dlt's settings for AlphaDB, in code and once per process, before the first pipeline."""
+    # dlt gzips its load files by default: they are local, short-lived and COPY'd right away, so
+    # compressing them only costs CPU (about a third of normalize's time on a 1M-point backfill).
+    dlt.config["normalize.data_writer.disable_compression"] = True
+    # No usage telemetry from an operator's machine. dlt starts it with its first run context (the
+    # line above), so it is stopped and the runtime started again with the setting in place.
+    dlt.config["runtime.dlthub_telemetry"] = False
+    telemetry.stop_telemetry()
+    dlt.current.run_context().initialize_runtime()
 
 
 def make_pipeline(settings: Settings, connection: Connection) -> dlt.Pipeline:
+    configure_dlt()
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         pipelines_dir=str(settings.home / "dlt"),
@@ -119,91 +143,24 @@ def finish_pending(pipeline: dlt.Pipeline) -> None:
     (the cursor did not move for it, so this run fetches the same points again)."""
     if not pipeline.has_pending_data:
         return
-    log.warning("an earlier run was interrupted: finishing its pending load packages", extra={"marker": "⚠️"})
+    runlog.line(runlog.WARNING, "an earlier run was interrupted: finishing its pending load packages")
     try:
         pipeline.normalize()
         pipeline.load()
     except Exception as exc:  # noqa: BLE001 - any failure here means the package is unusable
-        log.warning(f"dropping unfinished load packages ({type(exc).__name__})", extra={"marker": "⚠️"})
+        runlog.line(runlog.WARNING, f"dropping unfinished load packages ({type(exc).__name__})")
         pipeline.drop_pending_packages()
 
 
-def ensure_indexes(connection: Connection) -> None:
-    """dlt creates no index: the merge key must be unique and indexed; dbt scans by loaded_at.
-
-    Also before each load step: the unchanged-point lookups and dlt's merge find rows by the key.
-    """
-    table = sql.Identifier(DATASET, RESOURCE_NAME)
-    with connect(connection) as conn, conn.cursor() as cur:
-        cur.execute("select to_regclass(%s)", (f"{DATASET}.{RESOURCE_NAME}",))
-        if cur.fetchone()[0] is None:
-            return  # the first load creates the table; its indexes follow right after
-        cur.execute(
-            sql.SQL("create unique index if not exists market_chart_points_key on {} (coin_id, vs_currency, ts)").format(table)
-        )
-        cur.execute(
-            sql.SQL("create index if not exists market_chart_points_loaded_at on {} (loaded_at)").format(table)
-        )
-
-
-def drop_same_instant_twins(connection: Connection, progress: Sequence[PairProgress]) -> int:
-    """A live point stored as `t.000` and later served precisely as `t.xyz` is one instant: keep the precise row."""
-    removed = 0
-    table = sql.Identifier(DATASET, RESOURCE_NAME)
-    statement = sql.SQL(
-        """delete from {table} as truncated
-        using {table} as precise
-        where truncated.coin_id = %(coin)s and truncated.vs_currency = %(vs)s
-          and truncated.ts between %(low)s and %(high)s
-          and date_trunc('second', truncated.ts) = truncated.ts
-          and precise.coin_id = truncated.coin_id and precise.vs_currency = truncated.vs_currency
-          and precise.ts > truncated.ts and precise.ts < truncated.ts + interval '1 second'"""
-    ).format(table=table)
-    with connect(connection) as conn, conn.cursor() as cur:
-        for item in progress:
-            if item.min_ts_ms is None or item.max_ts_ms is None:
-                continue
-            cur.execute(
-                statement,
-                {
-                    "coin": item.pair.coin_id,
-                    "vs": item.pair.vs_currency,
-                    "low": datetime.fromtimestamp(item.min_ts_ms / 1000 - 1, timezone.utc),
-                    "high": datetime.fromtimestamp(item.max_ts_ms / 1000 + 1, timezone.utc),
-                },
-            )
-            removed += cur.rowcount
-    return removed
-
-
-def _run(
-    pipeline: dlt.Pipeline,
-    connection: Connection,
-    client: CoinGeckoClient,
-    plan: dict[Pair, list[RequestWindow]],
-    progress: dict[Pair, PairProgress],
-    now: datetime,
-    on_window_done: Any = None,
-) -> LoadInfo | None:
-    if not any(plan.values()):
-        return None
-    ensure_indexes(connection)
-    stored = StoredPoints(connection, DATASET, RESOURCE_NAME)
-    source = coingecko(client, plan, progress, now, now, on_window_done, stored.drop_unchanged)
-    try:
-        return pipeline.run(source, loader_file_format="csv")
-    except Exception as exc:
-        lost = _connection_lost(exc)
-        if lost is None:
-            raise
-        step = getattr(exc, "step", None) or "load"
-        reason = next((line.strip() for line in str(lost).splitlines() if line.strip()), type(lost).__name__)
-        raise DatabaseUnavailable(
-            f"{UNREACHABLE} (lost during the dlt {step} step: {reason}). The points fetched so far are kept "
-            "in a pending load package: the next run loads it first, then fetches from its cursor as usual"
-        ) from None
-    finally:
-        stored.close()
+@contextmanager
+def loading(settings: Settings, connection: Connection) -> Iterator[dlt.Pipeline]:
+    """What every load starts with: its turn on the load lock, the pipeline, an interrupted run's
+    packages loaded, and dlt's state restored from PostgreSQL if the working directory was lost."""
+    with exclusive_lock(settings.home / LOCK_NAME, "load", settings.load_lock_wait_s):
+        pipeline = make_pipeline(settings, connection)
+        finish_pending(pipeline)
+        pipeline.sync_destination()
+        yield pipeline
 
 
 def _connection_lost(exc: BaseException) -> BaseException | None:
@@ -224,36 +181,157 @@ def _connection_lost(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _cursor_state(pipeline: dlt.Pipeline) -> dict[str, int]:
-    state: dict[str, Any] = pipeline.state.get("sources", {}).get("coingecko", {})
-    return dict(state.get("cursors", {}))
+def _run(pipeline: dlt.Pipeline, batches: Sequence[PairBatch], job: RangeJob | None) -> None:
+    try:
+        pipeline.run(coingecko(batches, job), loader_file_format="csv")
+    except Exception as exc:
+        lost = _connection_lost(exc)
+        if lost is None:
+            raise
+        step = getattr(exc, "step", None) or "load"
+        reason = next((line.strip() for line in str(lost).splitlines() if line.strip()), type(lost).__name__)
+        raise DatabaseUnavailable(
+            f"{UNREACHABLE} (lost during the dlt {step} step: {reason}). The points fetched so far are kept "
+            "in a pending load package: the next run loads it first, then fetches from its cursor as usual"
+        ) from None
 
 
-def load_incremental(settings: Settings, connection: Connection, pairs: Sequence[Pair] | None = None) -> LoadReport:
-    """The nightly load: each pair from its cursor minus the lookback, up to now."""
-    started = time.monotonic()
+# --- the raw table -----------------------------------------------------------------------------
+
+def ensure_indexes(connection: Connection) -> None:
+    """dlt creates no index: the merge key must be unique and indexed; dbt scans by loaded_at.
+
+    Also before each load step: the stored-point lookups and dlt's merge find rows by the key.
+    """
+    table = sql.Identifier(DATASET, RESOURCE_NAME)
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass(%s)", (f"{DATASET}.{RESOURCE_NAME}",))
+        if cur.fetchone()[0] is None:
+            return  # the first load creates the table; its indexes follow right after
+        cur.execute(
+            sql.SQL("create unique index if not exists market_chart_points_key on {} (coin_id, vs_currency, ts)").format(table)
+        )
+        cur.execute(
+            sql.SQL("create index if not exists market_chart_points_loaded_at on {} (loaded_at)").format(table)
+        )
+
+
+def delete_stale_twins(connection: Connection, twins: Mapping[Pair, Sequence[int]]) -> int:
+    """Delete stored truncated twins (found by `stored_points`) once their precise instants are committed."""
+    statement = sql.SQL("delete from {} where coin_id = %s and vs_currency = %s and ts = any(%s)").format(
+        sql.Identifier(DATASET, RESOURCE_NAME)
+    )
+    removed = 0
+    with connect(connection) as conn, conn.cursor() as cur:
+        for pair, stamps in twins.items():
+            instants = [datetime.fromtimestamp(ms / 1000, timezone.utc) for ms in stamps]
+            cur.execute(statement, (pair.coin_id, pair.vs_currency, instants))
+            removed += cur.rowcount
+    return removed
+
+
+# --- one load step: read, compare with what is stored, load ------------------------------------
+
+def check_source(settings: Settings) -> int:
+    """One cheap request proving the host is reachable and the key fits the plan; returns the
+    requests it took (a bad key or a wrong plan raises ConfigError saying what to set)."""
+    client = CoinGeckoClient(settings)
+    client.ping()
+    return client.requests_made
+
+
+def _log_reads(reads: Sequence[PairRead]) -> None:
+    for read in reads:
+        several = len(read.windows) > 1
+        for number, window_read in enumerate(read.done, start=1):
+            which = f"window {number}/{len(read.windows)} " if several else ""
+            runlog.line(runlog.RUNNING, f"{read.pair.name} {which}{window_read.window.label}: {window_read.table.num_rows} points")
+        for warning in read.warnings:
+            runlog.line(runlog.WARNING, warning)
+
+
+def _reconcile(connection: Connection, reads: Sequence[PairRead]) -> dict[Pair, Reconciled]:
+    ensure_indexes(connection)
+    stored = StoredPoints(connection, DATASET, RESOURCE_NAME)
+    try:
+        return {read.pair: stored.reconcile(read.pair, read.table) for read in reads if read.done}
+    finally:
+        stored.close()
+
+
+def load_step(
+    pipeline: dlt.Pipeline, connection: Connection, reads: Sequence[PairRead], job: RangeJob | None
+) -> dict[Pair, int]:
+    """Load what these reads found that is new or changed; returns how many points each pair wrote."""
+    _log_reads(reads)
+    reconciled = _reconcile(connection, reads)
+    batches = [
+        PairBatch(read.pair.name, reconciled[read.pair].changed, read.newest_ms, read.read_until_ms)
+        for read in reads
+        if read.pair in reconciled
+    ]
+    if batches:
+        _run(pipeline, batches, job)
+        twins = {pair: found.stale_twins_ms for pair, found in reconciled.items() if found.stale_twins_ms}
+        if twins:
+            delete_stale_twins(connection, twins)
+    return {pair: found.changed.num_rows for pair, found in reconciled.items()}
+
+
+def read_step(settings: Settings, client: CoinGeckoClient, plan: Plan, now: datetime) -> list[PairRead]:
+    return [read_pair(client, pair, windows, now, settings.history_limit_days, now) for pair, windows in plan.items() if windows]
+
+
+# --- the two loads -----------------------------------------------------------------------------
+
+def _utc_now(now: datetime | None) -> datetime:
+    """The load's `now`: the caller's, else this moment (the one place a load reads the clock)."""
+    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+
+
+def load_incremental(
+    settings: Settings, connection: Connection, pairs: Sequence[Pair] | None = None, now: datetime | None = None
+) -> LoadReport:
+    """The nightly load: each pair from its cursor minus the lookback, up to now, in one load step."""
+    started, now = time.monotonic(), _utc_now(now)
     pairs = list(pairs or settings.pairs)
     client = CoinGeckoClient(settings)
-    now = datetime.now(timezone.utc)
-    with load_lock(settings.home):
-        pipeline = make_pipeline(settings, connection)
-        finish_pending(pipeline)
-        pipeline.sync_destination()  # restores the cursors from PostgreSQL if the working dir was lost
-        cursors = _cursor_state(pipeline)
+    tally = _Tally()
+    with loading(settings, connection) as pipeline:
+        cursors = saved_progress(pipeline.state).cursors
         plan = {
-            pair: plan_windows(lookback_start(cursors.get(pair.name), now, settings.backfill_days), now, now, settings.history_days)
+            pair: plan_windows(lookback_start(cursors.get(pair.name), now, settings.lookback_days), now, now, settings.history_days)
             for pair in pairs
         }
-        progress = {pair: PairProgress(pair) for pair in pairs}
+        reads = read_step(settings, client, plan, now)
+        tally.add_step(reads, load_step(pipeline, connection, reads, job=None))
+        if tally.loaded_points:
+            ensure_indexes(connection)
+    return tally.report(pairs, started)
 
-        def advance_cursor(pair: Pair, window: RequestWindow, item: PairProgress) -> None:
-            if item.max_ts_ms is not None:
-                cursors_state = dlt.current.source_state().setdefault("cursors", {})
-                cursors_state[pair.name] = max(cursors_state.get(pair.name, 0), item.max_ts_ms)
 
-        _run(pipeline, connection, client, plan, progress, now, advance_cursor)
-        _after_load(connection, progress.values())
-    return _report(progress.values(), started)
+def _warn_history_clamp(settings: Settings, start: datetime, end: datetime, now: datetime) -> None:
+    """Planning clamps a range to what the plan can see: say so instead of loading less silently
+    (not for the hour of margin a `--days 365` loses)."""
+    floor = earliest_allowed(now, settings.history_days)
+    if start < floor - timedelta(days=1) and end > floor:
+        runlog.line(
+            runlog.WARNING,
+            f"the {settings.plan} plan serves only the past {settings.history_days} days: loading from "
+            f"{floor:%Y-%m-%d %H:%M} UTC, not {start:%Y-%m-%d %H:%M} UTC (COINGECKO_PLAN=pro has full history)",
+        )
+
+
+def _range_plan(
+    settings: Settings, pairs: Sequence[Pair], start: datetime, end: datetime, now: datetime, done_until: Mapping[str, int]
+) -> dict[Pair, list[RequestWindow]]:
+    """Each pair's windows from where it got to (a resumed job) or from the start."""
+    def pair_start(pair: Pair) -> datetime:
+        if pair.name in done_until:
+            return max(start, datetime.fromtimestamp(done_until[pair.name] / 1000, timezone.utc))
+        return start
+
+    return {pair: plan_windows(pair_start(pair), end, now, settings.history_days) for pair in pairs}
 
 
 def load_range(
@@ -263,77 +341,35 @@ def load_range(
     end: datetime,
     pairs: Sequence[Pair] | None = None,
     job: str | None = None,
+    now: datetime | None = None,
 ) -> LoadReport:
-    """Backfill or heal an explicit range; the nightly cursors stay where they are.
+    """Backfill (or heal) an explicit range; the nightly cursors stay where they are.
 
     Resumable: each window step is its own dlt load, committed together with how far each pair
     got. Re-running the same job (`job`, e.g. "days=365", else the range itself) after an
     interruption continues from there instead of starting over.
     """
-    started = time.monotonic()
+    started, now = time.monotonic(), _utc_now(now)
     pairs = list(pairs or settings.pairs)
     client = CoinGeckoClient(settings)
-    now = datetime.now(timezone.utc)
-    job = (job or f"{start.isoformat()}..{end.isoformat()}") + "|" + ",".join(p.name for p in pairs)
-    with load_lock(settings.home):
-        pipeline = make_pipeline(settings, connection)
-        finish_pending(pipeline)
-        pipeline.sync_destination()
-        saved = pipeline.state.get("sources", {}).get("coingecko", {}).get("backfill", {})
-        resume = saved.get("job") == job and not saved.get("complete")
-        done_until: dict[str, int] = dict(saved.get("done_until", {})) if resume else {}
-        if resume:
-            start = datetime.fromisoformat(saved["start"])
-            log.info(f"resuming an interrupted backfill ({len(done_until)} pair(s) partly loaded)", extra={"marker": "📊"})
-
-        def pair_start(pair: Pair) -> datetime:
-            if pair.name in done_until:
-                return max(start, datetime.fromtimestamp(done_until[pair.name] / 1000, timezone.utc))
-            return start
-
-        floor = earliest_allowed(now, settings.history_days)
-        if start < floor - timedelta(days=1) and end > floor:
-            # Planning clamps the range to what the plan can see: say so instead of loading less silently
-            # (not for the hour of margin a `--days 365` loses).
-            log.warning(
-                f"the {settings.plan} plan serves only the past {settings.history_days} days: loading from "
-                f"{floor:%Y-%m-%d %H:%M} UTC, not {start:%Y-%m-%d %H:%M} UTC (COINGECKO_PLAN=pro has full history)",
-                extra={"marker": "⚠️"},
-            )
-        plans = {pair: plan_windows(pair_start(pair), end, now, settings.history_days) for pair in pairs}
-        remaining = {pair.name: len(windows) for pair, windows in plans.items()}
-        progress = {pair: PairProgress(pair) for pair in pairs}
-
-        def record_window(pair: Pair, window: RequestWindow, item: PairProgress) -> None:
-            state = dlt.current.source_state()
-            if state.get("backfill", {}).get("job") != job:
-                state["backfill"] = {"job": job, "start": start.isoformat(), "done_until": {}, "complete": False}
-            backfill = state["backfill"]
-            backfill["done_until"][pair.name] = int(window.end.timestamp() * 1000)
-            remaining[pair.name] -= 1
-            backfill["complete"] = not any(remaining.values())
-
+    key = (job or f"{start.isoformat()}..{end.isoformat()}") + "|" + ",".join(p.name for p in pairs)
+    tally = _Tally()
+    with loading(settings, connection) as pipeline:
+        unfinished = saved_progress(pipeline.state).unfinished(key) or {}
+        if unfinished:
+            start = datetime.fromisoformat(unfinished["start"])
+            runlog.line(runlog.RUNNING, f"resuming an interrupted backfill ({len(unfinished['done_until'])} pair(s) partly loaded)")
+        _warn_history_clamp(settings, start, end, now)
+        plans = _range_plan(settings, pairs, start, end, now, unfinished.get("done_until", {}))
         # One dlt load per window step: an interruption loses at most the step in flight.
-        steps = max((len(w) for w in plans.values()), default=0)
+        steps = max((len(windows) for windows in plans.values()), default=0)
         for step in range(steps):
-            log.info(f"backfill step {step + 1}/{steps}", extra={"marker": "📊"})
-            step_plan = {
-                pair: windows[step : step + 1]
-                for pair, windows in plans.items()
-                if progress[pair].error is None and step < len(windows)
-            }
-            _run(pipeline, connection, client, step_plan, progress, now, record_window)
-        _after_load(connection, progress.values())
-    return _report(progress.values(), started)
-
-
-def _after_load(connection: Connection, progress: Any) -> None:
-    items = list(progress)
-    if any(p.points for p in items):
-        ensure_indexes(connection)
-        drop_same_instant_twins(connection, items)
-
-
-def _report(progress: Any, started: float) -> LoadReport:
-    results = [PairResult(p.pair, p.points, p.requests, p.error, p.warnings, p.written) for p in progress]
-    return LoadReport(results, time.monotonic() - started)
+            runlog.line(runlog.RUNNING, f"backfill step {step + 1}/{steps}")
+            step_plan = {pair: windows[step : step + 1] for pair, windows in plans.items() if not tally.failed(pair)}
+            reads = read_step(settings, client, step_plan, now)
+            failed = any(tally.failed(pair) for pair in pairs) or any(read.error for read in reads)
+            job_step = RangeJob(key, start.isoformat(), completes=step == steps - 1 and not failed)
+            tally.add_step(reads, load_step(pipeline, connection, reads, job_step))
+        if tally.loaded_points:
+            ensure_indexes(connection)
+    return tally.report(pairs, started)

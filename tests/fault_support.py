@@ -252,32 +252,18 @@ def env_for(env: Mapping[str, str], connection: Connection, home: Path, **extra:
     return out
 
 
-# --- a fixed clock for in-process loads (clock edge cases) --------------------------------
-
-def fixed_datetime(now_s: float) -> type:
-    """A `datetime` whose now() is `now_s` (epoch seconds): patched into pipelines.load."""
-    from datetime import datetime, timezone
-
-    class Fixed(datetime):
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            value = datetime.fromtimestamp(now_s, timezone.utc)
-            return value if tz is None else value.astimezone(tz)
-
-    return Fixed
-
+# --- in-process loads at a chosen instant (clock edge cases) -----------------------------------
 
 def load_at(env: Mapping[str, str], connection: Connection, now_s: float, simulator: Any) -> Any:
     """`load_incremental` in this process as if it were `now_s`, the simulator's clock fixed there too."""
-    from unittest import mock
+    from datetime import datetime, timezone
 
-    import pipelines.load as load_module
     from pipelines.config import load_settings
+    from pipelines.load import load_incremental
 
     simulator.configure(now=float(now_s))
     settings = load_settings(environ=dict(env))
-    with mock.patch.object(load_module, "datetime", fixed_datetime(now_s)):
-        return load_module.load_incremental(settings, connection)
+    return load_incremental(settings, connection, now=datetime.fromtimestamp(now_s, timezone.utc))
 
 
 # --- docs/reliability.md ---------------------------------------------------------------------

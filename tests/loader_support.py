@@ -124,6 +124,8 @@ def dlt_cursors(connection: Connection) -> dict[str, int]:
     import base64
     import zlib
 
+    from pipelines.coingecko import saved_progress
+
     rows = query(
         connection,
         "select state from staging._dlt_pipeline_state where pipeline_name = 'alphadb_coingecko' "
@@ -136,7 +138,7 @@ def dlt_cursors(connection: Connection) -> dict[str, int]:
         state = json.loads(raw)
     except ValueError:
         state = json.loads(zlib.decompress(base64.b64decode(raw)))
-    return dict(state.get("sources", {}).get("coingecko", {}).get("cursors", {}))
+    return saved_progress(state).cursors
 
 
 # --- the simulator's request log -------------------------------------------------------------

@@ -41,12 +41,12 @@ from loader_support import (
     scalar,
     settings_env,
 )
-from pipelines.coingecko import PairProgress, coingecko
+from pipelines.coingecko import RangeJob
 from pipelines.coingecko.client import CoinGeckoClient
 from pipelines.coingecko.planning import RequestWindow
 from pipelines.config import Pair, load_settings
 from pipelines.database import connect
-from pipelines.load import drop_same_instant_twins, ensure_indexes, load_range, make_pipeline
+from pipelines.load import load_range, load_step, loading, read_step
 
 COINS = ("bitcoin", "ethereum")
 
@@ -105,15 +105,14 @@ def test_real_responses_stored_point_by_point(database, tmp_path: Path) -> None:
             end = ms(max(spans[p][1] for p in group) + 1000)
             report = load_range(settings, database, start, end, [pairs[p] for p in group])
             assert not report.failed, [str(r.error) for r in report.failed]
-        # Multi-year daily files: the same source, client, parser and merge, one window per file.
-        client = CoinGeckoClient(settings)
+        # Multi-year daily files: the same load step (client, parser, stored-point check, source,
+        # merge) with one explicit window per file instead of a plan of 90-day windows.
         plan = {pairs[p]: [RequestWindow(ms(spans[p][0]), ms(spans[p][1]))] for p in long}
-        progress = {pair: PairProgress(pair) for pair in plan}
         now = datetime.now(timezone.utc)
-        make_pipeline(settings, database).run(coingecko(client, plan, progress, now, now), loader_file_format="csv")
-        assert all(p.error is None for p in progress.values())
-        ensure_indexes(database)
-        drop_same_instant_twins(database, list(progress.values()))
+        with loading(settings, database) as pipeline:
+            reads = read_step(settings, CoinGeckoClient(settings), plan, now)
+            assert all(read.error is None for read in reads)
+            load_step(pipeline, database, reads, RangeJob("fixture files", now.isoformat(), completes=True))
 
     for path in files:
         route = routes[path]

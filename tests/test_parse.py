@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loader_support import expected_points, fixture_files, load_fixture
-from pipelines.coingecko.client import CoinGeckoClient
-from pipelines.coingecko.helpers import SCHEMA, MalformedResponse, parse_market_chart
+from pipelines.coingecko.client import CoinGeckoClient, RateLimiter
+from pipelines.coingecko.parsing import SCHEMA, MalformedResponse, parse_market_chart
 from pipelines.config import Pair, load_settings
 
 BTC = Pair("BTC/USDT", "bitcoin", "usd")
@@ -182,7 +182,7 @@ def fetch_window(simulator, tmp_path: Path):  # type: ignore[no-untyped-def]
         "COINGECKO_BASE_URL": simulator.base_url,
         "COINGECKO_RATE_LIMIT_PER_MIN": "100000",
     })
-    client = CoinGeckoClient(settings, sleep=lambda s: None)
+    client = CoinGeckoClient(settings, limiter=RateLimiter(settings.rate_limit_per_min, sleep=lambda s: None), sleep=lambda s: None)
     end = int(time.time()) - 5 * 86400
     start = end - 2 * 86400
 

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.coingecko import lookback_start
-from pipelines.coingecko.planning import RequestWindow, earliest_allowed, plan_windows
+from pipelines.coingecko.planning import RequestWindow, earliest_allowed, lookback_start, plan_windows
 from pipelines.coingecko.settings import HISTORY_LIMIT_MARGIN, HOURLY_HISTORY_START, MAX_RANGE_WINDOW
 
 NOW = datetime(2026, 11, 28, 21, 40, 7, 123000, tzinfo=timezone.utc)

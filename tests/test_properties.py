@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-from pipelines.coingecko.helpers import parse_market_chart
+from pipelines.coingecko.parsing import parse_market_chart
 from pipelines.coingecko.planning import earliest_allowed, plan_windows
 from pipelines.coingecko.settings import LIVE_WINDOW, MAX_RANGE_WINDOW
 from pipelines.config import Pair

@@ -1,29 +1,30 @@
 """dlt source for CoinGecko market_chart points: one resource, merged on (coin_id, vs_currency, ts).
 
-Each pair is fetched window by window; a pair that fails is recorded in `PairProgress` and the
-other pairs go on (per-pair isolation). Windows are yielded as Arrow tables so dlt loads them
-through COPY rather than row by row.
+The loader reads the planned windows (`helpers`), keeps the points that are new or changed, and
+hands them over as one `PairBatch` per pair and load step: Arrow tables, which dlt loads through
+COPY rather than row by row. The resource owns its incremental state, so dlt commits it together
+with the points it belongs to:
+
+- `cursors`: per pair, the newest point a nightly load read; the next nightly load re-reads from
+  there minus the lookback (ALPHADB_BACKFILL_DAYS);
+- `backfill`: how far an explicit-range load got per pair, so the same load, interrupted, resumes.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import dlt
 import pyarrow as pa
 from dlt.common.schema.typing import TColumnSchema
+from dlt.extract.resource import DltResource
 
-from pipelines.coingecko.client import CoinGeckoClient, HistoryLimitExceeded
-from pipelines.coingecko.helpers import parse_market_chart
-from pipelines.coingecko.planning import RequestWindow, earliest_allowed
 from pipelines.coingecko.settings import PRIMARY_KEY, RESOURCE_NAME
-from pipelines.config import Pair
-from pipelines.errors import AlphaDBError
 
-log = logging.getLogger("alphadb")
+SOURCE_NAME = "coingecko"
+# Where the state lived before the resource owned it (the source's state): read once and moved.
+LEGACY_STATE_KEYS = ("cursors", "backfill")
 
 COLUMNS: dict[str, TColumnSchema] = {
     "coin_id": {"data_type": "text", "nullable": False},
@@ -36,137 +37,86 @@ COLUMNS: dict[str, TColumnSchema] = {
 }
 
 
-@dataclass
-class PairProgress:
-    """What happened to one pair in one run: filled in while dlt extracts."""
+@dataclass(frozen=True)
+class PairBatch:
+    """A pair's part of one load step: the points to merge and how far the read got."""
 
-    pair: Pair
-    points: int = 0  # fetched and valid
-    written: int = 0  # of those, new or changed: what goes on to dlt
-    requests: int = 0
-    windows_done: int = 0
-    max_ts_ms: int | None = None
-    min_ts_ms: int | None = None
-    error: AlphaDBError | None = None
-    warnings: list[str] = field(default_factory=list)
+    pair_name: str
+    rows: pa.Table  # new or changed points (the rest are stored already, unchanged)
+    newest_ms: int | None  # the newest point read, changed or not
+    read_until_ms: int | None  # the end of the last window read
 
 
-# Called after each window is yielded: lets the caller record progress in dlt state.
-WindowDone = Callable[[Pair, RequestWindow, PairProgress], None]
-# Drops the rows already stored with the same values (see pipelines/stored_points.py).
-KeepChanged = Callable[[Pair, pa.Table], pa.Table]
+@dataclass(frozen=True)
+class RangeJob:
+    """An explicit-range load, as its resume state names it."""
+
+    key: str  # e.g. "days=365|BTC/USDT,ETH/USDT": the same command, the same pairs
+    start: str  # ISO start of the range: a resumed job keeps it
+    completes: bool  # this step reads every pair to the end of the range
 
 
-def _fetch(client: CoinGeckoClient, pair: Pair, window: RequestWindow) -> Any:
-    if window.live:
-        return client.market_chart(pair, 1)
-    return client.market_chart_range(pair, int(window.start.timestamp()), int(window.end.timestamp()), window.label)
+@dataclass(frozen=True)
+class SavedProgress:
+    """The resource's state as the last committed load left it."""
 
+    cursors: dict[str, int] = field(default_factory=dict)
+    backfill: dict[str, Any] = field(default_factory=dict)
 
-def _clamp_to_history(window: RequestWindow, now: datetime, history_days: int) -> RequestWindow | None:
-    # One more day of margin than planned: the server's clock and ours disagree a little.
-    floor = earliest_allowed(now, history_days - 1)
-    if window.end <= floor:
+    def unfinished(self, job_key: str) -> dict[str, Any] | None:
+        """The saved progress of this range job when it was interrupted (None: start afresh)."""
+        if self.backfill.get("job") == job_key and not self.backfill.get("complete"):
+            return self.backfill
         return None
-    return RequestWindow(max(window.start, floor), window.end, window.live)
 
 
-def pair_tables(
-    client: CoinGeckoClient,
-    pair: Pair,
-    windows: Sequence[RequestWindow],
-    progress: PairProgress,
-    now: datetime,
-    loaded_at: datetime,
-    on_window_done: WindowDone | None = None,
-    keep_changed: KeepChanged | None = None,
-) -> Iterator[pa.Table]:
-    """Fetch and parse a pair's windows in order; stop at the first failing window."""
-    history_limited = False
-    for number, window in enumerate(windows, start=1):
-        if history_limited:
-            clamped = _clamp_to_history(window, now, 365)
-            if clamped is None:
-                continue
-            window = clamped
-        before = client.requests_made
-        try:
-            try:
-                body = _fetch(client, pair, window)
-            except HistoryLimitExceeded as exc:
-                # Say so once, then clamp this and every later window to the plan's limit.
-                history_limited = True
-                progress.warnings.append(str(exc))
-                log.warning(str(exc), extra={"marker": "⚠️"})
-                clamped = _clamp_to_history(window, now, 365)
-                if clamped is None:
-                    continue
-                window = clamped
-                body = _fetch(client, pair, window)
-            # A live window ends at the server's "now" (the moment it answered), not at the `now` this
-            # run planned with: keep the trailing live point and any point served since.
-            until = max(window.end, datetime.now(timezone.utc)) if window.live else window.end
-            table = parse_market_chart(body, pair, window.start, until, loaded_at, f"{pair.name} {window.label}")
-            if not table.num_rows and not window.live:
-                # An empty answer for a past window is usually a glitch at the source: ask once more
-                # before accepting it (a coin listed later has no points there, and says so twice).
-                body = _fetch(client, pair, window)
-                table = parse_market_chart(body, pair, window.start, window.end, loaded_at, f"{pair.name} {window.label}")
-                if not table.num_rows:
-                    message = f"CoinGecko {pair.name} {window.label}: no points, twice (not listed yet, or a gap at the source)"
-                    progress.warnings.append(message)
-                    log.warning(message, extra={"marker": "⚠️"})
-        except AlphaDBError as exc:
-            progress.requests += client.requests_made - before
-            progress.error = exc
-            return
-        progress.requests += client.requests_made - before
-        progress.points += table.num_rows
-        progress.windows_done += 1
-        if table.num_rows:
-            ts = table.column("ts").cast(pa.int64())
-            low, high = pa.compute.min(ts).as_py(), pa.compute.max(ts).as_py()
-            progress.max_ts_ms = high if progress.max_ts_ms is None else max(progress.max_ts_ms, high)
-            progress.min_ts_ms = low if progress.min_ts_ms is None else min(progress.min_ts_ms, low)
-        changed = keep_changed(pair, table) if keep_changed else table
-        progress.written += changed.num_rows
-        log.info(
-            f"{pair.name} {f'window {number}/{len(windows)} ' if len(windows) > 1 else ''}{window.label}: "
-            f"{table.num_rows} points, {changed.num_rows} new or changed",
-            extra={"marker": "📊"},
-        )
-        if changed.num_rows:
-            yield changed
-        if on_window_done:
-            on_window_done(pair, window, progress)
+def saved_progress(pipeline_state: Mapping[str, Any]) -> SavedProgress:
+    """Read the resource's state from a pipeline's state (after `sync_destination`, or as stored
+    in `_dlt_pipeline_state`)."""
+    source = pipeline_state.get("sources", {}).get(SOURCE_NAME, {})
+    own = {**{key: source[key] for key in LEGACY_STATE_KEYS if key in source}, **source.get("resources", {}).get(RESOURCE_NAME, {})}
+    return SavedProgress(dict(own.get("cursors", {})), dict(own.get("backfill", {})))
 
 
-@dlt.source(name="coingecko", max_table_nesting=0)
-def coingecko(
-    client: CoinGeckoClient,
-    plan: dict[Pair, list[RequestWindow]],
-    progress: dict[Pair, PairProgress],
-    now: datetime,
-    loaded_at: datetime,
-    on_window_done: WindowDone | None = None,
-    keep_changed: KeepChanged | None = None,
-) -> Any:
-    """Raw market_chart points for the planned windows of every pair."""
-
-    @dlt.resource(
-        name=RESOURCE_NAME,
-        write_disposition="merge",
-        primary_key=PRIMARY_KEY,
-        columns=COLUMNS,
-    )
-    def market_chart_points() -> Iterator[pa.Table]:
-        for pair, windows in plan.items():
-            yield from pair_tables(client, pair, windows, progress[pair], now, loaded_at, on_window_done, keep_changed)
-
-    return market_chart_points
+def _own_state() -> dict[str, Any]:
+    state: dict[str, Any] = dlt.current.resource_state()
+    legacy: dict[str, Any] = dlt.current.source_state()
+    for key in LEGACY_STATE_KEYS:
+        if key in legacy:
+            state.setdefault(key, legacy.pop(key))
+    return state
 
 
-def lookback_start(cursor_ms: int | None, now: datetime, lookback_days: int) -> datetime:
-    """Where a nightly run starts: the cursor (or now) minus the lookback, at least a day back."""
-    anchor = datetime.fromtimestamp(cursor_ms / 1000, now.tzinfo) if cursor_ms is not None else now
-    return min(anchor, now) - timedelta(days=max(lookback_days, 1 if cursor_ms is None else 0))
+def _advance_cursor(state: dict[str, Any], batch: PairBatch) -> None:
+    if batch.newest_ms is not None:
+        cursors = state.setdefault("cursors", {})
+        cursors[batch.pair_name] = max(cursors.get(batch.pair_name, 0), batch.newest_ms)
+
+
+def _record_job(state: dict[str, Any], batch: PairBatch, job: RangeJob) -> None:
+    progress = state.get("backfill") or {}
+    if progress.get("job") != job.key:
+        progress = state["backfill"] = {"job": job.key, "start": job.start, "done_until": {}, "complete": False}
+    if batch.read_until_ms is not None:
+        progress["done_until"][batch.pair_name] = batch.read_until_ms
+    progress["complete"] = job.completes
+
+
+@dlt.resource(name=RESOURCE_NAME, write_disposition="merge", primary_key=PRIMARY_KEY, columns=COLUMNS)
+def market_chart_points(batches: Sequence[PairBatch], job: RangeJob | None = None) -> Iterator[pa.Table]:
+    """The points of one load step. A nightly load (`job` None) moves each pair's cursor to the
+    newest point read; a range load records how far each pair got instead."""
+    state = _own_state()
+    for batch in batches:
+        if batch.rows.num_rows:
+            yield batch.rows
+        if job is None:
+            _advance_cursor(state, batch)
+        else:
+            _record_job(state, batch, job)
+
+
+@dlt.source(name=SOURCE_NAME, max_table_nesting=0)
+def coingecko(batches: Sequence[PairBatch], job: RangeJob | None = None) -> DltResource:
+    """Raw market_chart points, one load step at a time."""
+    return market_chart_points(batches, job)

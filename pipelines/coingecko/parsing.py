@@ -1,10 +1,10 @@
-"""Turn a market_chart response into clean rows as an Arrow table.
+"""Turn a market_chart response into clean rows as an Arrow table: pure functions, no I/O.
 
-Quirks handled (see shared/coingecko/PROVENANCE.md): the three series are joined on their
-timestamps (they may differ in length), points are sorted, duplicate timestamps keep the last
-value, a second-truncated copy of an instant (the trailing live point, `...54.000` next to
-`...54.955`) is dropped in favour of the precise one, points outside the requested window and
-points with no value at all are dropped. Source timestamps are kept as they are (ms).
+Quirks handled (the real responses in tests/fixtures/coingecko/ show them): the three series are
+joined on their timestamps (they may differ in length), points are sorted, duplicate timestamps
+keep the last value, a second-truncated copy of an instant (the trailing live point, `...54.000`
+next to `...54.955`) is dropped in favour of the precise one, points outside the requested window
+and points with no value at all are dropped. Source timestamps are kept as they are (ms).
 """
 
 from __future__ import annotations
@@ -66,10 +66,18 @@ def _series(body: dict[str, Any], key: str) -> dict[int, float | None]:
     return points
 
 
-def _drop_truncated_twins(timestamps: list[int]) -> list[int]:
-    """Drop `t.000` when a precise `t.xyz` of the same second exists: one instant, one row."""
-    precise_seconds = {ts // 1000 for ts in timestamps if ts % 1000}
-    return [ts for ts in timestamps if ts % 1000 or ts // 1000 not in precise_seconds]
+def truncated_twins(timestamps: pa.Array) -> pa.BooleanArray:
+    """Which of these sorted, distinct ms timestamps are a second-truncated copy of an instant:
+    `t.000` with a precise `t.xyz` of the same second beside it. One instant, one row: the precise
+    one. The only place this rule is written (the parser and the loader's stored points use it)."""
+    ts = pc.cast(timestamps, pa.int64())
+    if len(ts) < 2:
+        return pa.array([False] * len(ts), pa.bool_())
+    seconds = pc.divide(ts, 1000)
+    whole = pc.equal(pc.subtract(ts, pc.multiply(seconds, 1000)), 0)
+    # Sorted and distinct: `t.000` is the first of its second, so a twin is followed by its second.
+    twin = pc.and_(whole[:-1], pc.equal(seconds[1:], seconds[:-1]))
+    return pa.concat_arrays([twin, pa.array([False])])
 
 
 def _fast_series(raw: Any) -> tuple[pa.Array, pa.Array] | None:
@@ -122,66 +130,55 @@ def _fast_columns(body: dict[str, Any], low: float, high: float) -> tuple[pa.Arr
     ts = ts.slice(first, max(0, last - first))
     values = [series.slice(first, len(ts)) for _, series in parsed]
     keep = pc.invert(pc.and_(pc.and_(pc.is_null(values[0]), pc.is_null(values[1])), pc.is_null(values[2])))
-    if len(ts) > 1:
-        # `t.000` directly followed by a precise point of the same second is its truncated twin.
-        seconds = pc.divide(ts, 1000)
-        whole = pc.equal(pc.subtract(ts, pc.multiply(seconds, 1000)), 0)
-        twin = pc.and_(whole[:-1], pc.equal(seconds[1:], seconds[:-1]))
-        keep = pc.and_(keep, pc.invert(pa.concat_arrays([twin, pa.array([False])])))
+    keep = pc.and_(keep, pc.invert(truncated_twins(ts)))
     return ts.filter(keep), [v.filter(keep) for v in values]
 
 
-def parse_market_chart(
-    body: Any, pair: Pair, window_start: datetime, window_end: datetime, loaded_at: datetime, what: str
-) -> pa.Table:
-    """Validate and clean one response; raise MalformedResponse naming the pair and window."""
-    if not isinstance(body, dict) or "prices" not in body:
-        shape = sorted(body)[:5] if isinstance(body, dict) else type(body).__name__
-        raise MalformedResponse(f"CoinGecko {what}: unexpected response shape ({shape}); nothing loaded")
-    low, high = window_start.timestamp() * 1000, window_end.timestamp() * 1000
-    fast = _fast_columns(body, low, high)
-    if fast is not None:
-        kept_ts, (prices, caps, volumes) = fast
-        n = len(kept_ts)
-        return pa.table(
-            {
-                "coin_id": pa.repeat(pa.scalar(pair.coin_id, pa.string()), n),
-                "vs_currency": pa.repeat(pa.scalar(pair.vs_currency, pa.string()), n),
-                "ts": kept_ts.cast(pa.timestamp("ms", tz="UTC")),
-                "price": prices,
-                "market_cap": caps,
-                "total_volume": volumes,
-                "loaded_at": pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
-            },
-            schema=SCHEMA,
-        )
+def _table(pair: Pair, ts: pa.Array, values: list[pa.Array], loaded_at: datetime) -> pa.Table:
+    n = len(ts)
+    prices, caps, volumes = values
+    return pa.table(
+        {
+            "coin_id": pa.repeat(pa.scalar(pair.coin_id, pa.string()), n),
+            "vs_currency": pa.repeat(pa.scalar(pair.vs_currency, pa.string()), n),
+            "ts": ts.cast(pa.timestamp("ms", tz="UTC")),
+            "price": prices,
+            "market_cap": caps,
+            "total_volume": volumes,
+            "loaded_at": pa.repeat(pa.scalar(loaded_at, pa.timestamp("us", tz="UTC")), n),
+        },
+        schema=SCHEMA,
+    )
+
+
+def _exact_columns(body: dict[str, Any], low: float, high: float, what: str) -> tuple[pa.Array, list[pa.Array]]:
+    """The same result as `_fast_columns`, point by point in Python, for any response: ragged
+    series, repeated or unsorted instants, odd values (or MalformedResponse)."""
     try:
         series = {column: _series(body, key) for key, column in SERIES}
     except TypeError as exc:
         raise MalformedResponse(f"CoinGecko {what}: malformed data: {exc}; nothing loaded") from None
-
     stamps = sorted({ts for points in series.values() for ts in points if low <= ts <= high})
-    stamps = _drop_truncated_twins(stamps)
-    columns: dict[str, list[Any]] = {column: [] for _, column in SERIES}
-    kept: list[int] = []
-    for ts in stamps:
-        values = [series[column].get(ts) for _, column in SERIES]
-        if all(v is None for v in values):
-            continue
-        kept.append(ts)
-        for (_, column), value in zip(SERIES, values):
-            columns[column].append(value)
+    twins = truncated_twins(pa.array(stamps, pa.int64())).to_pylist()
+    kept = [
+        ts for ts, twin in zip(stamps, twins)
+        if not twin and any(series[column].get(ts) is not None for _, column in SERIES)
+    ]
+    values = [pa.array([series[column].get(ts) for ts in kept], pa.float64()) for _, column in SERIES]
+    return pa.array(kept, pa.int64()), values
 
-    n = len(kept)
-    return pa.table(
-        {
-            "coin_id": pa.array([pair.coin_id] * n, pa.string()),
-            "vs_currency": pa.array([pair.vs_currency] * n, pa.string()),
-            "ts": pa.array(kept, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-            "price": pa.array(columns["price"], pa.float64()),
-            "market_cap": pa.array(columns["market_cap"], pa.float64()),
-            "total_volume": pa.array(columns["total_volume"], pa.float64()),
-            "loaded_at": pa.array([loaded_at] * n, pa.timestamp("us", tz="UTC")),
-        },
-        schema=SCHEMA,
-    )
+
+def parse_market_chart(
+    body: Any, pair: Pair, window_start: datetime, window_end: datetime | None, loaded_at: datetime, what: str
+) -> pa.Table:
+    """Validate and clean one response; raise MalformedResponse naming the pair and window.
+
+    Points outside [window_start, window_end] are dropped; `window_end` None keeps everything from
+    the start on (the live window: it ends at the server's "now", whatever ours says)."""
+    if not isinstance(body, dict) or "prices" not in body:
+        shape = sorted(body)[:5] if isinstance(body, dict) else type(body).__name__
+        raise MalformedResponse(f"CoinGecko {what}: unexpected response shape ({shape}); nothing loaded")
+    low = window_start.timestamp() * 1000
+    high = window_end.timestamp() * 1000 if window_end is not None else math.inf
+    ts, values = _fast_columns(body, low, high) or _exact_columns(body, low, high, what)
+    return _table(pair, ts, values, loaded_at)

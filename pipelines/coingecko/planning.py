@@ -26,6 +26,16 @@ class RequestWindow:
         fmt = "%Y-%m-%d %H:%M"
         return f"{self.start:{fmt}}..{self.end:{fmt}} UTC"
 
+    @property
+    def end_ms(self) -> int:
+        return int(self.end.timestamp() * 1000)
+
+    @property
+    def parse_end(self) -> datetime | None:
+        """Where the points of its answer stop counting: at its end, except for the live window,
+        which ends at the server's "now" (the moment it answered), whatever this run's `now` was."""
+        return None if self.live else self.end
+
     def contains_ms(self, ts_ms: int) -> bool:
         return self.start.timestamp() * 1000 <= ts_ms <= self.end.timestamp() * 1000
 
@@ -41,6 +51,22 @@ def earliest_allowed(now: datetime, history_days: int | None) -> datetime:
     if history_days is None:
         return HOURLY_HISTORY_START
     return max(HOURLY_HISTORY_START, now - timedelta(days=history_days) + HISTORY_LIMIT_MARGIN)
+
+
+def clamp_to_history(window: RequestWindow, now: datetime, history_days: int) -> RequestWindow | None:
+    """The part of `window` a plan limited to `history_days` serves (None: nothing), after the
+    server said so (error 10012): one more day of margin than planning keeps, because the server
+    checks the limit against its own clock, which disagrees with ours a little."""
+    floor = earliest_allowed(now, history_days - 1)
+    if window.end <= floor:
+        return None
+    return RequestWindow(max(window.start, floor), window.end, window.live)
+
+
+def lookback_start(cursor_ms: int | None, now: datetime, lookback_days: int) -> datetime:
+    """Where a nightly load starts: the cursor (or now) minus the lookback, at least a day back."""
+    anchor = datetime.fromtimestamp(cursor_ms / 1000, now.tzinfo) if cursor_ms is not None else now
+    return min(anchor, now) - timedelta(days=max(lookback_days, 1 if cursor_ms is None else 0))
 
 
 def plan_windows(start: datetime, end: datetime, now: datetime, history_days: int | None = None) -> list[RequestWindow]:
