@@ -11,11 +11,23 @@ import argparse
 import os
 import sys
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from pipelines import runlog
 from pipelines.config import MAX_DAYS, Settings, load_settings
-from pipelines.errors import EXIT_FAILURE, AlphaDBError, ConfigError
+from pipelines.database import Connection
+from pipelines.errors import EXIT_FAILURE, EXIT_QUALITY, AlphaDBError, ConfigError
+from pipelines.transform import FAILED_STATUSES, DbtOutcome
+
+if TYPE_CHECKING:  # the loader imports dlt: only the commands that load pay for it
+    from pipelines.load import LoadReport
+
+OK_STATUSES = ("success", "pass")
+
+
+def _now() -> datetime:
+    """The moment a command starts: the `now` its loads plan with."""
+    return datetime.now(timezone.utc)
 
 
 def _date(value: str) -> date:
@@ -60,7 +72,7 @@ def backfill_range(args: argparse.Namespace, now: datetime) -> tuple[datetime, d
     return start, end, f"{args.start}..{end_date}"
 
 
-def _connection(settings: Settings):  # type: ignore[no-untyped-def]
+def _connection(settings: Settings) -> Connection:
     from pipelines.database import check_database, resolve_connection
 
     connection = resolve_connection(settings)
@@ -68,7 +80,7 @@ def _connection(settings: Settings):  # type: ignore[no-untyped-def]
     return connection
 
 
-def _print_load(report) -> int:  # type: ignore[no-untyped-def]
+def _print_load(report: LoadReport) -> int:
     for result in report.results:
         if result.error:
             runlog.line(runlog.ERROR, f"{result.pair.name}: {result.error}")
@@ -89,50 +101,51 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_incremental
 
     pairs = [settings.pair(args.pair)] if args.pair is not None else None
-    return _print_load(load_incremental(settings, _connection(settings), pairs))
+    return _print_load(load_incremental(settings, _connection(settings), pairs, now=_now()))
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     # Validate the arguments before importing dlt: a typo answers at once.
-    start, end, job = backfill_range(args, datetime.now(timezone.utc))
+    now = _now()
+    start, end, job = backfill_range(args, now)
     pairs = [settings.pair(args.pair)] if args.pair is not None else None
     from pipelines.load import load_range
 
     runlog.line(runlog.RUNNING, f"backfill {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC")
-    return _print_load(load_range(settings, _connection(settings), start, end, pairs, job=job))
+    return _print_load(load_range(settings, _connection(settings), start, end, pairs, job=job, now=now))
 
 
-def _dbt_outcome(outcome) -> int:  # type: ignore[no-untyped-def]
+def _log_dbt_outcome(outcome: DbtOutcome) -> None:
     for result in outcome.results:
-        if result.status not in ("success", "pass"):
-            runlog.line(runlog.ERROR if result.status in ("error", "fail") else runlog.WARNING, f"{result.name}: {result.status} {result.message}")
-    runlog.line(runlog.OK if outcome.success else runlog.ERROR, f"{outcome.command}: {'passed' if outcome.success else 'failed'} in {outcome.elapsed_s:.1f}s")
-    return 0
+        if result.status not in OK_STATUSES:
+            marker = runlog.ERROR if result.status in FAILED_STATUSES else runlog.WARNING
+            runlog.line(marker, f"{result.name}: {result.status} {result.message}")
+    verdict = "passed" if outcome.success else "failed"
+    runlog.line(runlog.OK if outcome.success else runlog.ERROR, f"{outcome.command}: {verdict} in {outcome.elapsed_s:.1f}s")
 
 
 def cmd_transform(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import transform
 
     outcome = transform.run_models(settings, _connection(settings), full_refresh=args.full_refresh)
-    _dbt_outcome(outcome)
+    _log_dbt_outcome(outcome)
     return 0 if outcome.success else EXIT_FAILURE
 
 
 def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import transform
-    from pipelines.errors import EXIT_QUALITY
 
     connection = _connection(settings)
     outcomes = [transform.source_freshness(settings, connection), transform.run_tests(settings, connection)]
     for outcome in outcomes:
-        _dbt_outcome(outcome)
+        _log_dbt_outcome(outcome)
     return 0 if all(o.success for o in outcomes) else EXIT_QUALITY
 
 
 def cmd_heal(settings: Settings, args: argparse.Namespace) -> int:
-    from pipelines import heal
+    from pipelines import heal, load, transform
 
-    return heal.heal(settings, _connection(settings))
+    return heal.heal(settings, _connection(settings), load, transform, _now())
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:

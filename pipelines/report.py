@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
+import psycopg2.extensions
 from psycopg2 import sql
 
 from pipelines import runlog
+from pipelines.candles import TIMEFRAMES, Timeframe, relation_name
 from pipelines.config import Pair, Settings
 from pipelines.database import Connection, connect
 from pipelines.errors import EXIT_OK, EXIT_QUALITY
+from pipelines.transform import Gap, find_gaps
 
 SCHEMA = "public"
-TIMEFRAMES = {"1h": ("", timedelta(hours=1)), "1d": ("_1d", timedelta(days=1))}
 
 
 @dataclass(frozen=True)
@@ -42,58 +44,42 @@ class Quality:
         return bool(self.records) and self.gaps == 0
 
 
-def relation_name(pair: Pair, timeframe: str) -> str:
-    return f"ohlcv_{pair.slug}{TIMEFRAMES[timeframe][0]}"
-
-
-def _exists(cur: Any, relation: str) -> bool:
+def _exists(cur: psycopg2.extensions.cursor, relation: str) -> bool:
     cur.execute("select to_regclass(%s) is not null", (f'{SCHEMA}."{relation}"',))
     return bool(cur.fetchone()[0])
 
 
-def _gap_counts(gaps: Iterable[Any]) -> dict[tuple[str, str], int]:
+def _gap_counts(gaps: Iterable[Gap]) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
     for gap in gaps:
-        key = (gap_pair_name(gap), str(gap.timeframe))
+        key = (gap.pair, gap.timeframe)
         counts[key] = counts.get(key, 0) + 1
     return counts
 
 
-def gap_pair_name(gap: Any) -> str:
-    """The pair's name of a transform Gap, whether it carries a Pair, a name or a slug."""
-    pair = getattr(gap, "pair", gap)
-    name = getattr(pair, "name", pair)
-    return str(name).upper().replace("_", "/")
+def _quality(cur: psycopg2.extensions.cursor, pair: Pair, timeframe: Timeframe, gaps: int, now: datetime) -> Quality:
+    relation = relation_name(pair, timeframe.name)
+    if not _exists(cur, relation):
+        return Quality(pair.name, timeframe.name, relation, None)
+    cur.execute(
+        sql.SQL("select count(*), min(ts), max(ts), count(*) filter (where sample_count = 0) from {}.{}").format(
+            sql.Identifier(SCHEMA), sql.Identifier(relation)
+        )
+    )
+    records, first, latest, filled = cur.fetchone()
+    lag = max(now - (latest + timeframe.width), timedelta(0)) if latest else None
+    return Quality(pair.name, timeframe.name, relation, records, first, latest, filled, gaps, lag)
 
 
-def collect(
-    pairs: Sequence[Pair], connection: Connection, gaps: Iterable[Any] = (), now: datetime | None = None
-) -> list[Quality]:
+def collect(pairs: Sequence[Pair], connection: Connection, gaps: Iterable[Gap], now: datetime) -> list[Quality]:
     """Query every configured pair's marts (missing relations are reported, not fatal)."""
-    now = now or datetime.now(timezone.utc)
     gap_counts = _gap_counts(gaps)
-    rows: list[Quality] = []
     with connect(connection) as conn, conn.cursor() as cur:
-        for pair in pairs:
-            for timeframe, (_suffix, width) in TIMEFRAMES.items():
-                relation = relation_name(pair, timeframe)
-                if not _exists(cur, relation):
-                    rows.append(Quality(pair.name, timeframe, relation, None))
-                    continue
-                cur.execute(
-                    sql.SQL(
-                        "select count(*), min(ts), max(ts), count(*) filter (where sample_count = 0) from {}.{}"
-                    ).format(sql.Identifier(SCHEMA), sql.Identifier(relation))
-                )
-                records, first, latest, filled = cur.fetchone()
-                lag = max(now - (latest + width), timedelta(0)) if latest else None
-                rows.append(
-                    Quality(
-                        pair.name, timeframe, relation, records, first, latest, filled,
-                        gap_counts.get((pair.name, timeframe), 0), lag,
-                    )
-                )
-    return rows
+        return [
+            _quality(cur, pair, timeframe, gap_counts.get((pair.name, timeframe.name), 0), now)
+            for pair in pairs
+            for timeframe in TIMEFRAMES.values()
+        ]
 
 
 def guide_query(pairs: Sequence[Pair]) -> sql.Composed:
@@ -160,23 +146,12 @@ def run_guide_query(pairs: Sequence[Pair], connection: Connection) -> list[tuple
         if not present:
             return []
         cur.execute(guide_query(present))
-        return [tuple(row) for row in cur.fetchall()]  # type: ignore[misc]
+        return [(str(symbol), int(records), latest) for symbol, records, latest in cur.fetchall()]
 
 
-def _ensure_logging() -> None:
-    if not runlog.logger().handlers:
-        runlog.setup(None)  # `alphadb report` on its own: stdout only
-
-
-def log_report(settings: Settings, connection: Connection, gaps: Iterable[Any] | None = None) -> int:
+def log_report(settings: Settings, connection: Connection, gaps: Sequence[Gap], now: datetime | None = None) -> int:
     """Log the report; return 0 when every pair and timeframe has candles and no gap, else 4."""
-    _ensure_logging()
-    if gaps is None:
-        from pipelines.transform import find_gaps
-
-        gaps = find_gaps(connection)
-    gaps = list(gaps)
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
     rows = collect(settings.pairs, connection, gaps, now)
     runlog.line(runlog.CHECK, f"Data quality report ({now:%Y-%m-%d %H:%M} UTC)")
     for marker, text in format_table(rows):
@@ -191,14 +166,14 @@ def log_report(settings: Settings, connection: Connection, gaps: Iterable[Any] |
     return EXIT_OK if all(row.healthy for row in rows) and not gaps else EXIT_QUALITY
 
 
-def describe_gap(gap: Any) -> str:
+def describe_gap(gap: Gap) -> str:
     """`BTC/USDT 1h 2025-06-12 03:00 → 2025-06-12 05:00 (3 missing buckets)`."""
-    timeframe = str(gap.timeframe)
-    missing = getattr(gap, "missing_buckets", None)
-    count = f" ({missing} missing buckets)" if missing is not None else ""
-    return f"{gap_pair_name(gap)} {timeframe} {_stamp(gap.start, timeframe)} → {_stamp(gap.end, timeframe)}{count}"
+    return (
+        f"{gap.pair} {gap.timeframe} {_stamp(gap.start, gap.timeframe)} → {_stamp(gap.end, gap.timeframe)}"
+        f" ({gap.missing_buckets} missing buckets)"
+    )
 
 
 def print_report(settings: Settings, connection: Connection) -> int:
     """`alphadb report`: the same report as the nightly job logs, on demand."""
-    return log_report(settings, connection)
+    return log_report(settings, connection, find_gaps(connection))

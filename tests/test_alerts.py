@@ -1,6 +1,6 @@
-"""Fast tests of the nightly job's parts: alerts and pings over real loopback HTTP, the run lock,
-the quality report on a real PostgreSQL, heal planning, and the orchestration's exit codes with
-the loader and dbt replaced by fakes (the real end-to-end runs are in test_run_elt.py)."""
+"""Fast tests of the nightly job's parts: alerts and pings over real loopback HTTP, the lock, the
+quality report on a real PostgreSQL, heal planning, and the orchestration's exit codes with fake
+collaborators handed to the job (the real end-to-end runs are in test_run_elt.py)."""
 
 from __future__ import annotations
 
@@ -10,25 +10,32 @@ import re
 import signal
 import subprocess
 import sys
-import types
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Sequence
 
+import psycopg2.extensions
 import pytest
+from psycopg2 import sql
 
 from nightly_support import LOG_LINE, REPO_ROOT, WebhookReceiver, assert_log_format, log_lines
 from pipelines import alerts, heal, nightly, report, runlog
-from pipelines.config import Pair, load_settings
+from pipelines.candles import CANDLE_COLUMNS
+from pipelines.config import Pair, Settings, load_settings
+from pipelines.database import Connection, connect
 from pipelines.errors import AlphaDBError, ConfigError, DatabaseUnavailable, LockHeld
+from pipelines.load import LoadReport, PairResult
+from pipelines.locks import exclusive_lock
+from pipelines.transform import DbtOutcome, Gap, NodeResult
 
 BTC = Pair("BTC/USDT", "bitcoin", "usd")
 ETH = Pair("ETH/USDT", "ethereum", "usd")
 SECRETS = {"key": "CG-secret-api-key-123", "password": "pg-s3cret-password", "hook": "/services/T000/B000/XXXXSECRET"}
 
 
-def make_settings(tmp_path: Path, **env: str):  # type: ignore[no-untyped-def]
+def make_settings(tmp_path: Path, **env: str) -> Settings:
     base = {
         "ALPHADB_ENV_FILE": str(tmp_path / "no.env"),
         "ALPHADB_HOME": str(tmp_path / "home"),
@@ -135,30 +142,30 @@ def test_nothing_sent_when_not_configured(tmp_path: Path) -> None:
 
 def test_run_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
     path = tmp_path / "home" / "run.lock"
-    with nightly.run_lock(path):
+    with exclusive_lock(path, "run"):
         assert path.read_text().strip() == str(os.getpid())
-        with pytest.raises(LockHeld, match=rf"PID {os.getpid()}.*nothing done"):
-            with nightly.run_lock(path):
+        with pytest.raises(LockHeld, match=rf"Another run is in progress \(PID {os.getpid()}.*nothing done"):
+            with exclusive_lock(path, "run"):
                 pass
-    with nightly.run_lock(path):  # released
+    with exclusive_lock(path, "run"):  # released
         pass
 
 
 def test_run_lock_dies_with_its_process(tmp_path: Path) -> None:
     path = tmp_path / "run.lock"
     code = (
-        "import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; from pipelines import nightly\n"
-        "with nightly.run_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)\n"
+        "import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; from pipelines.locks import exclusive_lock\n"
+        "with exclusive_lock(Path(sys.argv[1]), 'run'):\n    print('locked', flush=True); time.sleep(60)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code, str(path), str(REPO_ROOT)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(LockHeld, match=f"PID {holder.pid}"):
-            with nightly.run_lock(path):
+            with exclusive_lock(path, "run"):
                 pass
         holder.send_signal(signal.SIGKILL)  # a crash: no cleanup code runs
         holder.wait(10)
-        with nightly.run_lock(path):
+        with exclusive_lock(path, "run"):
             pass
     finally:
         if holder.poll() is None:
@@ -166,27 +173,27 @@ def test_run_lock_dies_with_its_process(tmp_path: Path) -> None:
             holder.wait()
 
 
+def test_a_load_waits_for_the_lock_then_gives_up(tmp_path: Path) -> None:
+    """The same lock with a wait (the load lock): said once, then LockHeld naming the holder."""
+    log = tmp_path / "run.log"
+    runlog.setup(log, stream=False)
+    path = tmp_path / "load.lock"
+    with exclusive_lock(path, "load"):
+        started = time.monotonic()
+        with pytest.raises(LockHeld, match=rf"Another load is in progress \(PID {os.getpid()}, lock {path}\) and still was after 0.6s"):
+            with exclusive_lock(path, "load", wait_s=0.6):
+                pass
+        assert time.monotonic() - started >= 0.6
+    lines = log_lines(log)
+    assert len(lines) == 1 and "⚠️ another load is running; waiting for it to finish" in lines[0]
+
+
 # -- the quality report on a real PostgreSQL ----------------------------------------------------
 
-@dataclass
-class FakeGap:
-    pair: str
-    timeframe: str
-    start: datetime
-    end: datetime
-    missing_buckets: int
-
-
-def _make_mart(conn: Any, name: str, start: datetime, step: timedelta, n: int, unsampled: set[int]) -> None:
-    from psycopg2 import sql
-
+def _make_mart(conn: psycopg2.extensions.connection, name: str, start: datetime, step: timedelta, n: int, unsampled: set[int]) -> None:
+    columns = sql.SQL(", ").join(sql.SQL(f"{c.name} {c.data_type}") for c in CANDLE_COLUMNS)
     with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL(
-                "create table {} (ts timestamptz, open float8, high float8, low float8, close float8, volume float8,"
-                " market_cap float8, sample_count int, is_complete bool)"
-            ).format(sql.Identifier("public", name))
-        )
+        cur.execute(sql.SQL("create table {} ({})").format(sql.Identifier("public", name), columns))
         for i in range(n):
             cur.execute(
                 sql.SQL("insert into {} values (%s, 1, 1, 1, 1, 1, 1, %s, true)").format(sql.Identifier("public", name)),
@@ -194,16 +201,14 @@ def _make_mart(conn: Any, name: str, start: datetime, step: timedelta, n: int, u
             )
 
 
-def test_quality_report_on_real_tables(tmp_path: Path, database: Any) -> None:
-    from pipelines.database import connect
-
+def test_quality_report_on_real_tables(tmp_path: Path, database: Connection) -> None:
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     with connect(database) as conn:
         _make_mart(conn, "ohlcv_btc_usdt", now - timedelta(hours=48), timedelta(hours=1), 48, {5, 20, 21, 22})
         _make_mart(conn, "ohlcv_btc_usdt_1d", now.replace(hour=0) - timedelta(days=2), timedelta(days=1), 3, set())
     settings = make_settings(tmp_path)
     runlog.setup(settings.log_file, stream=False)
-    gap = FakeGap("BTC/USDT", "1h", now - timedelta(hours=28), now - timedelta(hours=26), 3)
+    gap = Gap("BTC/USDT", "1h", now - timedelta(hours=28), now - timedelta(hours=26), 3)
     code = report.log_report(settings, database, gaps=[gap])
     assert code == 4  # a gap, and ETH/USDT has no tables
     lines = log_lines(settings.log_file)
@@ -226,9 +231,7 @@ def test_quality_report_on_real_tables(tmp_path: Path, database: Any) -> None:
     assert len({t.index(" 1") for t in table[1:]}) == 1 and table[0].index(" tf") == table[1].index(" 1")
 
 
-def test_guide_query_is_the_original_shape(database: Any) -> None:
-    import psycopg2
-
+def test_guide_query_is_the_original_shape(database: Connection) -> None:
     conn = psycopg2.connect(**database.psycopg_kwargs())
     try:
         text = report.guide_query([BTC, ETH]).as_string(conn)
@@ -251,11 +254,11 @@ def test_format_lag() -> None:
 def test_plan_ranges_pads_merges_and_caps_at_now() -> None:
     t = datetime(2025, 6, 10, tzinfo=timezone.utc)
     gaps = [
-        FakeGap("BTC/USDT", "1h", t + timedelta(hours=3), t + timedelta(hours=5), 3),
-        FakeGap("btc_usdt", "1h", t + timedelta(hours=7), t + timedelta(hours=9), 3),  # merges (padding overlaps)
-        FakeGap("ETH/USDT", "1d", t, t + timedelta(days=1), 1),
-        FakeGap("DOGE/USDT", "1h", t, t + timedelta(hours=5), 5),  # not configured: ignored
-        FakeGap("ETH/USDT", "1h", t + timedelta(days=3), t + timedelta(days=3, hours=4), 5),  # capped at now
+        Gap("BTC/USDT", "1h", t + timedelta(hours=3), t + timedelta(hours=5), 3),
+        Gap("BTC/USDT", "1h", t + timedelta(hours=7), t + timedelta(hours=9), 3),  # merges (padding overlaps)
+        Gap("ETH/USDT", "1d", t, t + timedelta(days=1), 1),
+        Gap("DOGE/USDT", "1h", t, t + timedelta(hours=5), 5),  # not configured: ignored
+        Gap("ETH/USDT", "1h", t + timedelta(days=3), t + timedelta(days=3, hours=4), 5),  # capped at now
     ]
     now = t + timedelta(days=3, hours=5)
     ranges = heal.plan_ranges(gaps, [BTC, ETH], now=now)
@@ -266,117 +269,102 @@ def test_plan_ranges_pads_merges_and_caps_at_now() -> None:
     ]
 
 
-# -- the orchestration, with the loader and dbt replaced ------------------------------------
-
-@dataclass
-class Node:
-    name: str
-    status: str
-    message: str = ""
-    failures: int | None = None
-
-
-@dataclass
-class Outcome:
-    command: str
-    success: bool
-    results: list[Node] = field(default_factory=list)
-    elapsed_s: float = 0.1
-
+# -- the orchestration, with fakes for the database, the loader and dbt --------------------------
 
 @dataclass
 class World:
-    """What the fake loader and dbt do; `gaps` shrink as `heals` say."""
+    """The job's collaborators as the tests script them: what the fake database, loader and dbt do
+    (the healer, its planning included, and the alerter are the real ones). `gaps` shrink as
+    re-fetches say."""
 
     load_errors: dict[str, AlphaDBError] = field(default_factory=dict)
     db_error: AlphaDBError | None = None
+    source_error: AlphaDBError | None = None
+    interrupt_load: bool = False
     models_ok: bool = True
     tests_ok: list[bool] = field(default_factory=lambda: [True])
-    gaps: list[FakeGap] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
     fillable: bool = True
     calls: list[str] = field(default_factory=list)
     tests_since: list[datetime | None] = field(default_factory=list)
 
+    # the database
+    def resolve_connection(self, settings: Settings) -> Connection:
+        return Connection("/nonexistent", 5432, "trader", "-", "market")
 
-@pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> World:
-    from pipelines import database
-
-    w = World()
-
-    @dataclass
-    class PairResult:
-        pair: Pair
-        points: int
-        requests: int
-        error: AlphaDBError | None = None
-
-    @dataclass
-    class LoadReport:
-        results: list[PairResult]
-
-        points = property(lambda self: sum(r.points for r in self.results))
-        requests = property(lambda self: sum(r.requests for r in self.results))
-        failed = property(lambda self: [r for r in self.results if r.error])
-        exit_code = property(lambda self: max((r.error.exit_code for r in self.failed), default=0))
-
-    def load_incremental(settings: Any, connection: Any, pairs: Any = None) -> LoadReport:
-        w.calls.append("load")
-        return LoadReport([PairResult(p, 0 if p.name in w.load_errors else 100, 2, w.load_errors.get(p.name)) for p in settings.pairs])
-
-    def load_range(settings: Any, connection: Any, start: datetime, end: datetime, pairs: Any = None, job: Any = None) -> LoadReport:
-        w.calls.append(f"load_range {pairs[0].name}")
-        if w.fillable:
-            w.gaps = [g for g in w.gaps if g.pair != pairs[0].name]
-        return LoadReport([PairResult(pairs[0], 12, 1)])
-
-    def run_models(settings: Any, connection: Any, full_refresh: bool = False) -> Outcome:
-        w.calls.append("dbt run")
-        return Outcome("dbt run", w.models_ok, [Node("ohlcv", "success" if w.models_ok else "error", "boom")])
-
-    def source_freshness(settings: Any, connection: Any) -> Outcome:
-        w.calls.append("freshness")
-        return Outcome("dbt source freshness", True, [Node("source.points", "pass")])
-
-    def run_tests(settings: Any, connection: Any, loaded_since: datetime | None = None) -> Outcome:
-        w.calls.append("dbt test")
-        w.tests_since.append(loaded_since)
-        ok = w.tests_ok.pop(0) if len(w.tests_ok) > 1 else w.tests_ok[0]
-        nodes = [Node("unique_ohlcv", "pass")] + ([] if ok else [Node("no_gaps_ohlcv_btc_usdt", "fail", "Got 1 result:\n@@ ,pair ,gap_start\n---,BTC/USDT,2025-06-10", 1)])
-        return Outcome("dbt test", ok, nodes)
-
-    def find_gaps(connection: Any) -> list[FakeGap]:
-        return list(w.gaps)
-
-    def check_database(connection: Any) -> int:
-        if w.db_error:
-            raise w.db_error
+    def check_database(self, connection: Connection) -> int:
+        if self.db_error:
+            raise self.db_error
         return 150004
 
-    monkeypatch.setitem(sys.modules, "pipelines.load", types.SimpleNamespace(load_incremental=load_incremental, load_range=load_range))
-    monkeypatch.setitem(
-        sys.modules,
-        "pipelines.transform",
-        types.SimpleNamespace(run_models=run_models, source_freshness=source_freshness, run_tests=run_tests, find_gaps=find_gaps),
-    )
-    monkeypatch.setattr(database, "resolve_connection", lambda settings: types.SimpleNamespace(dbname="market"))
-    monkeypatch.setattr(database, "check_database", check_database)
-    monkeypatch.setattr(report, "log_report", lambda settings, connection, gaps=None: w.calls.append("report") or 0)
-    return w
+    # the loader
+    def check_source(self, settings: Settings) -> int:
+        if self.source_error:
+            raise self.source_error
+        return 1
+
+    def load_incremental(self, settings: Settings, connection: Connection, pairs: Sequence[Pair] | None = None, now: datetime | None = None) -> LoadReport:
+        self.calls.append("load")
+        if self.interrupt_load:
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("not reached")
+        return LoadReport([PairResult(p, 0 if p.name in self.load_errors else 100, 2, self.load_errors.get(p.name)) for p in settings.pairs])
+
+    def load_range(self, settings: Settings, connection: Connection, start: datetime, end: datetime,
+                   pairs: Sequence[Pair] | None = None, job: str | None = None, now: datetime | None = None) -> LoadReport:
+        assert pairs is not None
+        self.calls.append(f"load_range {pairs[0].name}")
+        if self.fillable:
+            self.gaps = [g for g in self.gaps if g.pair != pairs[0].name]
+        return LoadReport([PairResult(pairs[0], 12, 1)])
+
+    # dbt
+    def run_models(self, settings: Settings, connection: Connection, full_refresh: bool = False) -> DbtOutcome:
+        self.calls.append("dbt run")
+        return DbtOutcome("dbt run", self.models_ok, [NodeResult("ohlcv", "success" if self.models_ok else "error", "boom", None)], 0.1)
+
+    def source_freshness(self, settings: Settings, connection: Connection) -> DbtOutcome:
+        self.calls.append("freshness")
+        return DbtOutcome("dbt source freshness", True, [NodeResult("source.points", "pass", "", None)], 0.1)
+
+    def run_tests(self, settings: Settings, connection: Connection, loaded_since: datetime | None = None) -> DbtOutcome:
+        self.calls.append("dbt test")
+        self.tests_since.append(loaded_since)
+        ok = self.tests_ok.pop(0) if len(self.tests_ok) > 1 else self.tests_ok[0]
+        failing = NodeResult("no_gaps_ohlcv_btc_usdt", "fail", "Got 1 result:\n@@ ,pair ,gap_start\n---,BTC/USDT,2025-06-10", 1)
+        return DbtOutcome("dbt test", ok, [NodeResult("unique_ohlcv", "pass", "", None)] + ([] if ok else [failing]), 0.1)
+
+    def find_gaps(self, connection: Connection) -> list[Gap]:
+        return list(self.gaps)
+
+    # the reporter
+    def log_report(self, settings: Settings, connection: Connection, gaps: Sequence[Gap], now: datetime | None = None) -> int:
+        self.calls.append("report")
+        return 0
+
+    def collaborators(self) -> nightly.Collaborators:
+        return nightly.Collaborators(
+            database=self, loader=self, transformer=self, healer=heal, reporter=self, alerter=alerts
+        )
 
 
-def run_job(tmp_path: Path, receiver: WebhookReceiver, **env: str) -> tuple[int, list[str]]:
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def run_job(tmp_path: Path, world: World, receiver: WebhookReceiver, **env: str) -> tuple[int, list[str]]:
     settings = make_settings(
         tmp_path, SLACK_WEBHOOK_URL=receiver.url(SECRETS["hook"]), ALPHADB_HEALTHCHECK_URL=receiver.url("/hc"), **env
     )
-    code = nightly.run(settings)
+    code = nightly.run(settings, world.collaborators())
     lines = log_lines(settings.log_file)
     assert_log_format(lines)
     return code, lines
 
 
 def test_success_path(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
-    code, lines = run_job(tmp_path, receiver)
+    code, lines = run_job(tmp_path, world, receiver)
     assert code == 0
     assert world.calls == ["load", "dbt run", "freshness", "dbt test", "report"]
     assert "🕐 Starting daily backfill cron job" in lines[0]
@@ -403,7 +391,7 @@ def test_nightly_tests_cover_the_last_week_and_all_history_on_sundays() -> None:
 
 def test_database_down_exits_3_and_alerts(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
     world.db_error = DatabaseUnavailable("Database not accessible. Is AlphaDB stack running? (h:1: refused)")
-    code, lines = run_job(tmp_path, receiver)
+    code, lines = run_job(tmp_path, world, receiver)
     assert code == 3 and world.calls == []
     assert any(l.endswith("❌ Database not accessible. Is AlphaDB stack running? (h:1: refused)") for l in lines)
     [alert] = receiver.posts(SECRETS["hook"])
@@ -413,7 +401,7 @@ def test_database_down_exits_3_and_alerts(tmp_path: Path, world: World, receiver
 
 def test_one_pair_fails_others_still_transform(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
     world.load_errors["ETH/USDT"] = ConfigError("coin 'ethereum' not found on CoinGecko")
-    code, lines = run_job(tmp_path, receiver)
+    code, lines = run_job(tmp_path, world, receiver)
     assert code == 2
     assert world.calls[:2] == ["load", "dbt run"]
     text = "\n".join(lines)
@@ -424,23 +412,23 @@ def test_one_pair_fails_others_still_transform(tmp_path: Path, world: World, rec
 
 def test_all_pairs_fail_skips_dbt(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
     world.load_errors = {"BTC/USDT": AlphaDBError("unreachable"), "ETH/USDT": AlphaDBError("unreachable")}
-    code, lines = run_job(tmp_path, receiver)
+    code, lines = run_job(tmp_path, world, receiver)
     assert code == 1 and world.calls == ["load"]
     assert any("No pair loaded: skipping dbt" in l for l in lines)
 
 
 def test_dbt_run_failure_exits_1(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
     world.models_ok = False
-    code, lines = run_job(tmp_path, receiver)
+    code, lines = run_job(tmp_path, world, receiver)
     assert code == 1 and world.calls == ["load", "dbt run"]
     assert any("dbt run failed: ohlcv error: boom" in l for l in lines)
 
 
 def test_gap_heals_then_retests(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
     t = datetime(2025, 6, 10, 3, tzinfo=timezone.utc)
-    world.gaps = [FakeGap("BTC/USDT", "1h", t, t + timedelta(hours=2), 3)]
+    world.gaps = [Gap("BTC/USDT", "1h", t, t + timedelta(hours=2), 3)]
     world.tests_ok = [False, True]
-    code, lines = run_job(tmp_path, receiver)
+    code, lines = run_job(tmp_path, world, receiver)
     assert code == 0, "\n".join(lines)
     assert world.calls == ["load", "dbt run", "freshness", "dbt test", "load_range BTC/USDT", "dbt run", "freshness", "dbt test", "report"]
     text = "\n".join(lines)
@@ -450,10 +438,10 @@ def test_gap_heals_then_retests(tmp_path: Path, world: World, receiver: WebhookR
 
 def test_unfillable_gap_exits_4_after_one_round(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
     t = datetime(2025, 6, 10, 3, tzinfo=timezone.utc)
-    world.gaps = [FakeGap("BTC/USDT", "1h", t, t + timedelta(hours=2), 3)]
+    world.gaps = [Gap("BTC/USDT", "1h", t, t + timedelta(hours=2), 3)]
     world.tests_ok = [False]
     world.fillable = False
-    code, lines = run_job(tmp_path, receiver)
+    code, lines = run_job(tmp_path, world, receiver)
     assert code == 4
     # One round: the re-fetch changed nothing, so no second round and no pointless re-test.
     assert world.calls == ["load", "dbt run", "freshness", "dbt test", "load_range BTC/USDT", "dbt run", "report"]
@@ -463,14 +451,9 @@ def test_unfillable_gap_exits_4_after_one_round(tmp_path: Path, world: World, re
     assert "*Exit code:* 4" in alert and gap_text in alert
 
 
-def test_bad_key_exits_2(tmp_path: Path, world: World, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.coingecko import client
-
-    def bad_ping(self: Any) -> None:
-        raise ConfigError("COINGECKO_API_KEY was rejected (error 10002): check the key")
-
-    monkeypatch.setattr(client.CoinGeckoClient, "ping", bad_ping)
-    code, lines = run_job(tmp_path, receiver, COINGECKO_API_KEY=SECRETS["key"], COINGECKO_PLAN="demo")
+def test_bad_key_exits_2(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    world.source_error = ConfigError("COINGECKO_API_KEY was rejected (error 10002): check the key")
+    code, lines = run_job(tmp_path, world, receiver, COINGECKO_API_KEY=SECRETS["key"], COINGECKO_PLAN="demo")
     assert code == 2 and world.calls == []
     assert any("❌ COINGECKO_API_KEY was rejected" in l for l in lines)
     assert SECRETS["key"] not in json.dumps([r.body.decode() for r in receiver.received])
@@ -478,19 +461,15 @@ def test_bad_key_exits_2(tmp_path: Path, world: World, receiver: WebhookReceiver
 
 def test_lock_held_exits_75_without_alert(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
     settings = make_settings(tmp_path)
-    with nightly.run_lock(nightly.lock_path(settings)):
-        code, lines = run_job(tmp_path, receiver)
+    with exclusive_lock(nightly.lock_path(settings), "run"):
+        code, lines = run_job(tmp_path, world, receiver)
     assert code == 75 and world.calls == [] and receiver.received == []
     assert "⚠️ Another run is in progress" in lines[-1]
 
 
-def test_sigterm_is_an_alerted_failure(tmp_path: Path, world: World, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(settings: Any, connection: Any, pairs: Any = None) -> Any:
-        os.kill(os.getpid(), signal.SIGTERM)
-        raise AssertionError("not reached")
-
-    monkeypatch.setattr(sys.modules["pipelines.load"], "load_incremental", interrupted)
-    code, lines = run_job(tmp_path, receiver)
+def test_sigterm_is_an_alerted_failure(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    world.interrupt_load = True
+    code, lines = run_job(tmp_path, world, receiver)
     assert code == 1
     assert any("❌ Interrupted by SIGTERM" in l for l in lines)
     assert receiver.posts(SECRETS["hook"])
