@@ -148,7 +148,7 @@ METHOD = """\
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (what the test suite runs)")
     parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated benchmark numbers")
@@ -161,10 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dbt-pairs", type=int, default=None)
     parser.add_argument("--long-days", type=int, default=None)
     parser.add_argument("--short-days", type=int, default=None)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def sizes_for(args: argparse.Namespace) -> dict[str, int]:
     smoke = args.smoke
-    sizes = {
+    return {
         # 40 pairs x 25,000 hourly points = 1,000,000 points in 12 windows of <= 90 days (480 requests)
         "load_pairs": args.load_pairs or (2 if smoke else 40),
         "load_hours": args.load_hours or (240 if smoke else 25_000),
@@ -176,80 +178,90 @@ def main(argv: list[str] | None = None) -> int:
         "long_days": args.long_days or (10 if smoke else 3 * 365),
         "short_days": args.short_days or (3 if smoke else 7),
     }
-    only = {int(x) for x in args.only.split(",") if x.strip()}
-    out_file = args.out or (None if smoke else RESULTS)
 
-    started = time.perf_counter()
+
+def measure(pg: Postgres, sizes: dict[str, int], only: set[int], smoke: bool) -> tuple[dict[str, Any], list[Row]]:
+    """Run the chosen benchmarks; (raw results, table rows)."""
     results: dict[str, Any] = {"sizes": sizes}
     rows: list[Row] = []
-    notes: list[str] = []
+    if only & {1, 2, 6}:
+        from benchmarks.loadbench import run_load_benchmarks
+
+        print(f"benchmarks 1, 2, 6: loader, {sizes['load_pairs']} pairs x {sizes['load_hours']} h ...", flush=True)
+        results["load"] = run_load_benchmarks(pg, sizes["load_pairs"], sizes["load_hours"], sizes["small_hours"])
+        rows += [row for row in load_rows(results["load"]) if row.number in only]
+    if 5 in only:
+        from benchmarks.apibench import run_api_benchmark
+
+        print(f"benchmark 5: API economy, {sizes['api_pairs']} pairs at {sizes['api_rate']}/min ...", flush=True)
+        results["api"] = run_api_benchmark(pg, sizes["api_pairs"], sizes["api_rate"])
+        rows += api_rows(results["api"])
+    if only & {3, 4}:
+        from benchmarks.transformbench import run_transform_benchmarks
+
+        print(f"benchmarks 3, 4: dbt, {sizes['dbt_pairs']} pairs, {sizes['long_days']} d vs {sizes['short_days']} d ...", flush=True)
+        results["transform"] = run_transform_benchmarks(
+            pg, sizes["dbt_pairs"], sizes["long_days"], sizes["short_days"], nightly=4 in only,
+            rounds=(2, 1) if smoke else (5, 2),
+        )
+        rows += [row for row in transform_rows(results["transform"]) if row.number in only]
+    rows.sort(key=lambda row: row.number)
+    return results, rows
+
+
+def results_page(machine: dict[str, str], rendered: str, results: dict[str, Any], elapsed: float) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = [
+        "# AlphaDB benchmark results",
+        "",
+        f"`make bench` (`python -m benchmarks`) on {stamp}, commit {git_revision()}, took {elapsed:.0f} s.",
+        "Every target is a ratio of two numbers measured in the same run.",
+        "",
+        "## Machine",
+        *[f"- {key}: {value}" for key, value in machine.items()],
+        "",
+        "## Results",
+        rendered,
+        "",
+        METHOD,
+        "## Raw numbers",
+        "```json",
+        _details(results),
+        "```",
+        "",
+    ]
+    return "\n".join(text)
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the suite, print the table, write the results page (not with --smoke unless --out);
+    returns the raw results with the table's rows under "rows"."""
+    args = parse_args(argv)
+    sizes = sizes_for(args)
+    only = {int(x) for x in args.only.split(",") if x.strip()}
+    out_file = args.out or (None if args.smoke else RESULTS)
+    started = time.perf_counter()
     pg = Postgres()
     try:
         machine = machine_description(pg.version())
-        if only & {1, 2, 6}:
-            from benchmarks.loadbench import run_load_benchmarks
-
-            print(f"benchmarks 1, 2, 6: loader, {sizes['load_pairs']} pairs x {sizes['load_hours']} h ...", flush=True)
-            results["load"] = run_load_benchmarks(pg, sizes["load_pairs"], sizes["load_hours"], sizes["small_hours"])
-            rows += [row for row in load_rows(results["load"]) if row.number in only]
-        if 5 in only:
-            from benchmarks.apibench import run_api_benchmark
-
-            print(f"benchmark 5: API economy, {sizes['api_pairs']} pairs at {sizes['api_rate']}/min ...", flush=True)
-            results["api"] = run_api_benchmark(pg, sizes["api_pairs"], sizes["api_rate"])
-            rows += api_rows(results["api"])
-        if only & {3, 4}:
-            try:
-                import pipelines.transform  # noqa: F401
-            except ImportError as exc:
-                notes.append(f"benchmarks 3 and 4 not run: the dbt runner is missing ({exc})")
-            else:
-                from benchmarks.transformbench import run_transform_benchmarks
-
-                print(f"benchmarks 3, 4: dbt, {sizes['dbt_pairs']} pairs, {sizes['long_days']} d vs {sizes['short_days']} d ...", flush=True)
-                results["transform"] = run_transform_benchmarks(
-                    pg, sizes["dbt_pairs"], sizes["long_days"], sizes["short_days"], nightly=4 in only,
-                    rounds=(2, 1) if smoke else (5, 2),
-                )
-                rows += [row for row in transform_rows(results["transform"]) if row.number in only]
+        results, rows = measure(pg, sizes, only, args.smoke)
     finally:
         pg.close()
-    rows.sort(key=lambda row: row.number)
     elapsed = time.perf_counter() - started
     results["total_s"] = elapsed
-
     rendered = table(rows)
     print()
     print(rendered)
-    for note in notes:
-        print("note: " + note)
     print(f"\n{len(rows)} rows, {sum(r.ok is True for r in rows)} pass, {sum(r.ok is False for r in rows)} miss; {elapsed:.0f} s")
     if out_file:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        text = [
-            "# AlphaDB benchmark results",
-            "",
-            f"`make bench` (`python -m benchmarks`) on {stamp}, commit {git_revision()}, took {elapsed:.0f} s.",
-            "Every target is a ratio of two numbers measured in the same run.",
-            "",
-            "## Machine",
-            *[f"- {key}: {value}" for key, value in machine.items()],
-            "",
-            "## Results",
-            rendered,
-            "",
-            *[f"Note: {note}" for note in notes],
-            METHOD,
-            "## Raw numbers",
-            "```json",
-            _details(results),
-            "```",
-            "",
-        ]
-        out_file.write_text("\n".join(text), encoding="utf-8")
+        out_file.write_text(results_page(machine, rendered, results, elapsed), encoding="utf-8")
         print(f"wrote {out_file}")
     results["rows"] = [r.__dict__ | {"status": r.status} for r in rows]
-    main.last_results = results  # type: ignore[attr-defined]  # for the smoke test
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
     return 0
 
 

@@ -14,8 +14,7 @@ from pipelines.database import connect
 
 def test_smoke_run_of_loader_and_api_benchmarks(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "results.md"
-    assert bench.main(["--smoke", "--only", "1,2,5,6", "--out", str(out)]) == 0
-    results = bench.main.last_results  # type: ignore[attr-defined]
+    results = bench.run(["--smoke", "--only", "1,2,5,6", "--out", str(out)])
     load = results["load"]
     # The loader stored every point once, the re-load merged without duplicates, COPY copied them all.
     assert load["first"]["points"] == load["rows_after_first"] == load["rows_after_reload"] == load["copy_rows"] > 0
@@ -37,14 +36,14 @@ def test_smoke_run_of_transform_benchmarks(tmp_path) -> None:  # type: ignore[no
     """Benchmarks 3 and 4 end to end on tiny histories: dbt built the candles in every round, and
     both nightly runs passed on the weekday test scope."""
     out = tmp_path / "results.md"
-    assert bench.main(["--smoke", "--only", "3,4", "--out", str(out)]) == 0
-    transform = bench.main.last_results["transform"]  # type: ignore[attr-defined]
+    results = bench.run(["--smoke", "--only", "3,4", "--out", str(out)])
+    transform = results["transform"]
     assert transform["long"]["full_refresh_ok"] and transform["short"]["full_refresh_ok"]
     assert transform["long"]["rows"] > transform["short"]["rows"] > 0
     assert len(transform["candle_rounds_s"]) == 2 and all(dbt > 0 and hand > 0 for dbt, hand in transform["candle_rounds_s"])
     assert transform["nightly_long"]["ok"] and transform["nightly_short"]["ok"], transform["nightly_long"].get("failed")
     assert transform["nightly_long"]["load_points"] > 0
-    assert {row["number"] for row in bench.main.last_results["rows"]} == {3, 4}  # type: ignore[attr-defined]
+    assert {row["number"] for row in results["rows"]} == {3, 4}
     assert "| 3 |" in out.read_text() and "| 4 |" in out.read_text()
 
 
