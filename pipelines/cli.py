@@ -160,6 +160,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return nightly.run(settings)
 
 
+def print_log_file() -> int:
+    """`alphadb log-file`: where the nightly job logs (what run_elt.sh and setup_cron.sh ask). It
+    needs only ALPHADB_LOG_FILE and `.env`, not valid settings, so it answers before they load."""
+    from pipelines import logfile
+
+    print(logfile.configured())
+    return 0
+
+
 def cmd_docs(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import transform
 
@@ -236,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)")
     add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
+    sub.add_parser("log-file", help="print the run log's path", description="print the run log's path")
     return parser
 
 
@@ -250,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         command = args.command
+        if command == "log-file":
+            return print_log_file()
         settings = load_settings()
         runlog.register_secrets(settings.secrets())
         if args.command not in ("run", "psql"):

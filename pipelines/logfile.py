@@ -5,9 +5,9 @@ ALPHADB_LOG_FILE (the environment first, then `.env`), else the original guide's
 /var/log/alphadb-backfill.log when this user may write it, else logs/alphadb-backfill.log in the
 repository.
 
-`python -m pipelines.logfile` prints the path. It needs only the standard library, because
-run_elt.sh also asks it when the virtualenv is missing (to log exactly that), with the system's
-python3, which has no python-dotenv.
+`alphadb log-file` prints the path (exit 2 when `.env` cannot be read). This module needs only the
+standard library, because run_elt.sh also asks it (`python3 -m pipelines.logfile`) when the
+virtualenv is missing, to log exactly that, with the system's python3, which has no python-dotenv.
 """
 
 from __future__ import annotations
@@ -56,18 +56,24 @@ def _log_file_line(path: Path) -> dict[str, str]:
     return found
 
 
+def configured(environ: Mapping[str, str] | None = None) -> Path:
+    """The run log of these settings, `.env` read as the settings read it (ConfigError when it
+    cannot be read)."""
+    from pipelines.config import merged_environment
+
+    return log_file(merged_environment(environ))
+
+
 def resolve(environ: Mapping[str, str] | None = None) -> Path:
-    """The run log as far as it can be known: with the settings' own reading of `.env` when the
-    project is installed, else with the fallback above; an unreadable `.env` counts as absent."""
+    """The run log as far as it can be known: `configured` when the project is installed, else
+    with the fallback above; an unreadable `.env` counts as absent."""
     environ = os.environ if environ is None else environ
     try:
-        from pipelines.config import merged_environment
+        from pipelines.errors import ConfigError
+
+        return configured(environ)
     except ImportError:  # the system python3, no virtualenv
         return log_file({**_log_file_line(Path(environ.get("ALPHADB_ENV_FILE") or ENV_FILE)), **environ})
-    from pipelines.errors import ConfigError
-
-    try:
-        return log_file(merged_environment(environ))
     except ConfigError:
         return log_file(environ)
 

@@ -23,13 +23,17 @@ fi
 umask 027
 
 # The log file for the few lines this wrapper writes itself, where the job writes: the wrapper asks
-# the Python side once (pipelines/logfile.py holds the rule). Without the virtualenv it asks the
-# system's python3; with no Python at all its lines go to stdout only (cron mails them).
+# the Python side once (`alphadb log-file`; pipelines/logfile.py holds the rule). Without the
+# virtualenv it asks the same module with the system's python3 (`.env` unreadable: the environment
+# alone); with no Python at all its lines go to stdout only (cron mails them).
 LOG_FILE=""
 LOG_FILE_ASKED=""
 resolve_log_file() {
   [[ -z "$LOG_FILE_ASKED" ]] || return 0
   LOG_FILE_ASKED=1
+  if [[ -x "$ALPHADB" ]] && LOG_FILE="$(cd "$REPO_ROOT" && "$ALPHADB" log-file 2>/dev/null)"; then
+    return 0
+  fi
   local python="$VENV/bin/python"
   [[ -x "$python" ]] || python="$(command -v python3 || true)"
   if [[ -n "$python" ]]; then

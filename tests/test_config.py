@@ -253,3 +253,18 @@ def test_cli_config_errors_exit_2_with_one_line_and_write_nothing(alphadb_env: d
     assert not home.exists()  # not even the dlt working directory
     assert not Path(alphadb_env["ALPHADB_LOG_FILE"]).exists()
 
+
+
+def test_log_file_command_answers_from_env_file_and_environment(tmp_path: Path) -> None:
+    """`alphadb log-file` (what run_elt.sh asks): the settings' rule, `.env` included, even when
+    another setting is bad; exit 2 when `.env` cannot be read."""
+    env_file = tmp_path / "settings.env"
+    env_file.write_text(f'export ALPHADB_LOG_FILE="{tmp_path / "from env file.log"}"  # the log\n')
+    env_file.chmod(0o600)
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ALPHADB_ENV_FILE": str(env_file), "COINGECKO_PLAN": "bogus"}
+    result = run_cli(base, "log-file")
+    assert result.returncode == 0 and result.stdout.strip() == str(tmp_path / "from env file.log"), output(result)
+    result = run_cli({**base, "ALPHADB_LOG_FILE": str(tmp_path / "env.log")}, "log-file")
+    assert result.stdout.strip() == str(tmp_path / "env.log")  # the environment wins
+    result = run_cli({**base, "ALPHADB_ENV_FILE": str(tmp_path)}, "log-file")
+    assert result.returncode == EXIT_CONFIG and "cannot read" in " ".join(error_lines(result))
