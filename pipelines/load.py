@@ -182,8 +182,13 @@ def _connection_lost(exc: BaseException) -> BaseException | None:
 
 
 def _run(pipeline: dlt.Pipeline, batches: Sequence[PairBatch], job: RangeJob | None) -> None:
+    """Extract, normalize and load one step. Not `pipeline.run`: it would first sync with the
+    database again, and if that is gone by now the points read would be lost; extracted first,
+    they stay in a pending package that the next run loads."""
     try:
-        pipeline.run(coingecko(batches, job), loader_file_format="csv")
+        pipeline.extract(coingecko(batches, job), loader_file_format="csv")
+        pipeline.normalize()
+        pipeline.load()
     except Exception as exc:
         lost = _connection_lost(exc)
         if lost is None:
@@ -251,7 +256,6 @@ def _log_reads(reads: Sequence[PairRead]) -> None:
 
 
 def _reconcile(connection: Connection, reads: Sequence[PairRead]) -> dict[Pair, Reconciled]:
-    ensure_indexes(connection)
     stored = StoredPoints(connection, DATASET, RESOURCE_NAME)
     try:
         return {read.pair: stored.reconcile(read.pair, read.table) for read in reads if read.done}
@@ -262,7 +266,11 @@ def _reconcile(connection: Connection, reads: Sequence[PairRead]) -> dict[Pair, 
 def load_step(
     pipeline: dlt.Pipeline, connection: Connection, reads: Sequence[PairRead], job: RangeJob | None
 ) -> dict[Pair, int]:
-    """Load what these reads found that is new or changed; returns how many points each pair wrote."""
+    """Load what these reads found that is new or changed; returns how many points each pair wrote.
+
+    The caller indexes the raw table (`ensure_indexes`) before the reads, while the database is
+    known to be there: if it goes away during the reads, the stored-point check gives way and dlt's
+    load step reports it, keeping what was read in a pending package for the next run."""
     _log_reads(reads)
     reconciled = _reconcile(connection, reads)
     batches = [
@@ -280,6 +288,7 @@ def load_step(
 
 def read_step(settings: Settings, client: CoinGeckoClient, plan: Plan, now: datetime) -> list[PairRead]:
     return [read_pair(client, pair, windows, now, settings.history_limit_days, now) for pair, windows in plan.items() if windows]
+
 
 
 # --- the two loads -----------------------------------------------------------------------------
@@ -303,6 +312,7 @@ def load_incremental(
             pair: plan_windows(lookback_start(cursors.get(pair.name), now, settings.lookback_days), now, now, settings.history_days)
             for pair in pairs
         }
+        ensure_indexes(connection)  # first, while the database is known to be there (see load_step)
         reads = read_step(settings, client, plan, now)
         tally.add_step(reads, load_step(pipeline, connection, reads, job=None))
         if tally.loaded_points:
@@ -366,6 +376,7 @@ def load_range(
         for step in range(steps):
             runlog.line(runlog.RUNNING, f"backfill step {step + 1}/{steps}")
             step_plan = {pair: windows[step : step + 1] for pair, windows in plans.items() if not tally.failed(pair)}
+            ensure_indexes(connection)
             reads = read_step(settings, client, step_plan, now)
             failed = any(tally.failed(pair) for pair in pairs) or any(read.error for read in reads)
             job_step = RangeJob(key, start.isoformat(), completes=step == steps - 1 and not failed)
