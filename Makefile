@@ -39,7 +39,7 @@ bench: $(STAMP)
 reliability: $(STAMP)
 	ALPHADB_RELIABILITY_JSON=$(CURDIR)/docs/reliability.json $(BIN)/python -m pytest -q \
 		tests/test_faults_loader.py tests/test_faults_pipeline.py tests/test_security.py
-	$(BIN)/python tests/fault_support.py docs/reliability.json
+	$(BIN)/python scripts/render_reliability.py docs/reliability.json
 
 psql: $(STAMP)
 	$(BIN)/alphadb psql

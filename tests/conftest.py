@@ -1,19 +1,19 @@
-"""Shared fixtures: a real PostgreSQL (embedded, started here, or TEST_DATABASE_URL) and the simulator.
+"""The fixtures: a real PostgreSQL (embedded, started here, or TEST_DATABASE_URL) with a fresh
+database per test, the CoinGecko simulator, a webhook receiver, and the settings of a run against
+them. Helpers the tests import live in the *_support modules, by what they provide.
 
 Every test gets its own database and ALPHADB_HOME, so tests never see each other's rows or dlt state.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
-import tempfile
 import sys
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import urlparse, parse_qs
+from typing import Callable, Iterator
 
 import psycopg2
 import pytest
@@ -22,9 +22,10 @@ from psycopg2 import sql
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from http_support import WebhookReceiver  # noqa: E402
 from pipelines.database import Connection  # noqa: E402
-
-_db_counter = itertools.count()
+from pipelines.simulator import Simulator  # noqa: E402
+from postgres_support import TempDatabase  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -65,35 +66,37 @@ def pg_role(pg_admin_uri: str) -> tuple[str, str]:
     return user, password
 
 
+@pytest.fixture(scope="session")
+def new_database(pg_admin_uri: str, pg_role: tuple[str, str]) -> Callable[[], TempDatabase]:
+    """Makes another fresh database on the session's server (for module-scoped fixtures); the
+    caller drops it."""
+    return lambda: TempDatabase(pg_admin_uri, pg_role)
+
+
 @pytest.fixture
-def database(pg_admin_uri: str, pg_role: tuple[str, str]) -> Iterator[Connection]:
+def database(new_database: Callable[[], TempDatabase]) -> Iterator[Connection]:
     """A fresh, empty database owned by the application role."""
-    name = f"alphadb_test_{os.getpid()}_{next(_db_counter)}"
-    user, password = pg_role
-    conn = _admin_connection(pg_admin_uri)
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(user)))
-    parsed = urlparse(pg_admin_uri)
-    host = parse_qs(parsed.query).get("host", [parsed.hostname or "127.0.0.1"])[0]
-    yield Connection(host, parsed.port or 5432, user, password, name)
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-    conn.close()
+    db = new_database()
+    yield db.connection
+    db.drop()
 
 
 @pytest.fixture
-def simulator():  # type: ignore[no-untyped-def]
+def simulator() -> Iterator[Simulator]:
     """A local CoinGecko simulator on a free loopback port."""
-    from pipelines.simulator import Simulator
-
-    sim = Simulator()
-    sim.start()
-    yield sim
-    sim.stop()
+    with Simulator() as sim:
+        yield sim
 
 
 @pytest.fixture
-def alphadb_env(tmp_path: Path, database: Connection, simulator) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def receiver() -> Iterator[WebhookReceiver]:
+    """A Slack webhook and healthcheck endpoint on loopback that records what it receives."""
+    with WebhookReceiver() as rec:
+        yield rec
+
+
+@pytest.fixture
+def alphadb_env(tmp_path: Path, database: Connection, simulator: Simulator) -> dict[str, str]:
     """Settings for a run against the simulator and the test database, isolated from the repo's .env."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

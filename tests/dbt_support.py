@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 
 from psycopg2.extras import execute_values
 
-from loader_support import FIXTURES, expected_points, load_fixture
+from response_fixtures import FIXTURES, expected_points, load_fixture
 from pipelines.config import Settings, load_settings
 from pipelines.database import Connection, connect
 

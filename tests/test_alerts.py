@@ -20,7 +20,9 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
-from nightly_support import LOG_LINE, REPO_ROOT, WebhookReceiver, assert_log_format, log_lines
+from cron_support import LOG_LINE, REPO_ROOT, assert_log_format, log_lines
+from http_support import WebhookReceiver
+
 from pipelines import alerts, heal, nightly, report, runlog
 from pipelines.candles import CANDLE_COLUMNS
 from pipelines.config import Pair, Settings, load_settings
@@ -46,12 +48,6 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
     }
     base.update(env)
     return load_settings(base)
-
-
-@pytest.fixture
-def receiver():  # type: ignore[no-untyped-def]
-    with WebhookReceiver() as rec:
-        yield rec
 
 
 @pytest.fixture(autouse=True)

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from loader_support import (
-    closed_port,
-    counts,
-    data_requests,
-    dlt_cursors,
-    error_lines,
-    output,
-    run_cli,
-    user_tables,
-)
+from http_support import closed_port, data_requests
+from postgres_support import counts, dlt_cursors, user_tables
+from process_support import error_lines, output, run_cli
+
 from pipelines.errors import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_LOCKED
 
 TODAY = datetime.now(timezone.utc).date()

@@ -15,7 +15,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from loader_support import CannedServer, closed_port, data_requests, isolated_env
+from http_support import LoopbackServer, closed_port, data_requests
+from process_support import isolated_env
+
 from pipelines.coingecko.client import (
     CoinGeckoClient,
     CoinGeckoError,
@@ -116,16 +118,16 @@ def test_plan_url_and_exact_header_sent(tmp_path: Path, plan: str, key: str | No
     env = {"COINGECKO_PLAN": plan, **({"COINGECKO_API_KEY": key} if key else {})}
     s = load_settings({"ALPHADB_ENV_FILE": str(tmp_path / "absent.env"), **env})
     assert s.base_url == host  # the real host for the plan when no override is set
-    with CannedServer(lambda path, headers: (200, {"Content-Type": "application/json"}, '{"gecko_says": "hi"}')) as server:
+    with LoopbackServer(lambda path, headers: (200, {"Content-Type": "application/json"}, '{"gecko_says": "hi"}')) as server:
         c = client(tmp_path, server.base_url, **env)
         c.ping()
         fetch(c)
-    for request in server.requests:
-        cg_headers = {k: v for k, v in request["headers"].items() if k.startswith("x-cg-")}
+    for request in server.received:
+        cg_headers = {k: v for k, v in request.headers.items() if k.startswith("x-cg-")}
         assert cg_headers == ({header: key} if header else {})
-        assert SECRET not in request["path"]  # the key travels in the header only, never the URL
-        assert request["headers"]["user-agent"].startswith("alphadb-elt")
-    assert server.requests[1]["path"].startswith("/api/v3/coins/bitcoin/market_chart/range?")
+        assert SECRET not in request.path  # the key travels in the header only, never the URL
+        assert request.headers["user-agent"].startswith("alphadb-elt")
+    assert server.received[1].path.startswith("/api/v3/coins/bitcoin/market_chart/range?")
 
 
 # --- rate limiter ---------------------------------------------------------------------------
@@ -340,7 +342,7 @@ def test_persistent_html_page_gives_a_clear_error(tmp_path: Path, simulator) -> 
     message = str(info.value)
     assert "rate limited (HTTP 503)" in message and "<" not in message and "BTC/USDT" in message
     page = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
-    with CannedServer(lambda path, headers: (502, {"Content-Type": "text/html"}, page)) as server:
+    with LoopbackServer(lambda path, headers: (502, {"Content-Type": "text/html"}, page)) as server:
         with pytest.raises(CoinGeckoError) as info:
             fetch(client(tmp_path, server.base_url, Sleeps()))
     message = str(info.value)
@@ -349,11 +351,11 @@ def test_persistent_html_page_gives_a_clear_error(tmp_path: Path, simulator) -> 
 
 def test_plain_error_code_1015_is_a_rate_limit(tmp_path: Path) -> None:
     answers = iter([(403, {"Content-Type": "text/plain"}, "error code: 1015"), (200, {"Content-Type": "application/json"}, '{"prices": []}')])
-    with CannedServer(lambda path, headers: next(answers)) as server:
+    with LoopbackServer(lambda path, headers: next(answers)) as server:
         sleeps = Sleeps()
         assert fetch(client(tmp_path, server.base_url, sleeps)) == {"prices": []}
     assert len(sleeps) == 1
-    with CannedServer(lambda path, headers: (403, {"Content-Type": "text/plain"}, "error code: 1015")) as server:
+    with LoopbackServer(lambda path, headers: (403, {"Content-Type": "text/plain"}, "error code: 1015")) as server:
         with pytest.raises(CoinGeckoError, match=r"rate limited \(HTTP 403\)"):
             fetch(client(tmp_path, server.base_url, Sleeps()))
 
@@ -450,9 +452,9 @@ def test_api_key_never_in_exceptions_logs_or_request_log(tmp_path: Path, simulat
     attempt(client(tmp_path, simulator.base_url, Sleeps(), **env))  # 10011
     # A server that echoes the key back in its error bodies: every message is scrubbed.
     answers = iter([(500, {}, "boom for key " + SECRET), (500, {}, "again " + SECRET)] + [(401, {}, json.dumps({"error": "bad key " + SECRET}))])
-    with CannedServer(lambda path, headers: next(answers)) as server:
+    with LoopbackServer(lambda path, headers: next(answers)) as server:
         attempt(client(tmp_path, server.base_url, Sleeps(), **env))
-    with CannedServer(lambda path, headers: (502, {}, "upstream said " + headers.get("x-cg-demo-api-key", ""))) as server:
+    with LoopbackServer(lambda path, headers: (502, {}, "upstream said " + headers.get("x-cg-demo-api-key", ""))) as server:
         attempt(client(tmp_path, server.base_url, Sleeps(), **env))
     assert len(texts) >= 5 and captured, (texts, captured)
     everything = "\n".join(texts + captured) + json.dumps(simulator.requests)

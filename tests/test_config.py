@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from loader_support import error_lines, output, run_cli, user_tables
+from postgres_support import user_tables
+from process_support import error_lines, output, run_cli
+
 from pipelines.config import PAIRS_FILE, PLAN_BASE_URLS, REPO_ROOT, Pair, load_settings
 from pipelines.logfile import default_log_file
 from pipelines.errors import EXIT_CONFIG, ConfigError

@@ -6,15 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from dbt_support import (
-    UTC,
-    dbt_settings,
-    delete_points,
-    fetch,
-    hourly_points,
-    marts,
-    upsert_points,
-)
+from dbt_support import UTC, dbt_settings, delete_points, fetch, hourly_points, marts, upsert_points
 from pipelines import transform
 from pipelines.database import Connection, connect
 

@@ -3,47 +3,37 @@ concurrent loads, clock edges. Every test drives the real CLI or loader against 
 real PostgreSQL, and compares what is stored with an uninterrupted reference load.
 
 Each test records what it measured (runs survived, points lost, duplicates) through
-`fault_support.record`; docs/reliability.md is rendered from those records.
+`reliability_support.record`; docs/reliability.md is rendered from those records.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from fault_support import (
+from dlt_support import completed_jobs, load_at, packages, started_jobs
+from http_support import data_requests, ok_data_requests
+from postgres_support import (
+    STAGING,
     TempDatabase,
     compare,
-    completed_jobs,
+    counts,
+    dlt_cursors,
     duplicates,
-    env_for,
-    kill_when,
-    load_at,
-    packages,
-    pipeline_dir,
-    record,
+    scalar,
     staging_keys,
     staging_rows,
-    start_cli,
-    started_jobs,
 )
-from loader_support import (
-    STAGING,
-    counts,
-    data_requests,
-    dlt_cursors,
-    error_lines,
-    ok_data_requests,
-    output,
-    run_cli,
-    scalar,
-    staging_exists,
-)
+from process_support import env_for, error_lines, kill_when, output, run_cli, start_cli
+from reliability_support import record
+
+
+
 
 TODAY = datetime.now(timezone.utc).date()
 # A range fully in the past: every run plans exactly the same windows (3 per pair, 3 dlt packages).
@@ -55,17 +45,11 @@ RANGE_HIGH_MS = int(datetime.combine(END + timedelta(days=1), datetime.min.time(
 
 
 @pytest.fixture(scope="module")
-def reference(pg_admin_uri: str, pg_role: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Any, Any]]:
+def reference(new_database: Callable[[], TempDatabase], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Any, Any]]:
     """What an uninterrupted backfill of RANGE_ARGS stores: key -> (price, market_cap, total_volume)."""
     from pipelines.simulator import Simulator
 
-    from pipelines.database import Connection
-    from urllib.parse import parse_qs, urlparse
-
-    parsed = urlparse(pg_admin_uri)
-    host = parse_qs(parsed.query).get("host", [parsed.hostname or "127.0.0.1"])[0]
-    template = Connection(host, parsed.port or 5432, pg_role[0], pg_role[1], "x")
-    db = TempDatabase(pg_admin_uri, pg_role, template)
+    db = new_database()
     tmp = tmp_path_factory.mktemp("reference")
     with Simulator() as sim:
         env = env_for(
@@ -210,12 +194,12 @@ def _incremental_predicate(phase: str, home: Path, simulator: Any) -> Any:
 
 @pytest.mark.parametrize("phase", ["extract", "load_merge"])
 def test_sigkill_nightly_load_then_next_load(
-    phase: str, alphadb_env: dict[str, str], database: Any, simulator: Any, pg_admin_uri: str, pg_role: Any, tmp_path: Path
+    phase: str, alphadb_env: dict[str, str], database: Any, simulator: Any, new_database: Callable[[], TempDatabase], tmp_path: Path
 ) -> None:
     """`alphadb load` killed; the next `alphadb load` finishes/discards the package and loads new data."""
     now_s = float(int(time.time()))
     simulator.configure(now=now_s)  # the simulator's data stops at a fixed instant: runs compare exactly
-    ref = TempDatabase(pg_admin_uri, pg_role, database)
+    ref = new_database()
     try:
         result = run_cli(env_for(alphadb_env, ref.connection, tmp_path / "ref-home"), "load")
         assert result.returncode == 0, output(result)

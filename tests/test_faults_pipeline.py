@@ -2,11 +2,11 @@
 restarting in the middle of a run, dbt killed while it builds, and the session time zone on both
 2026 US daylight-saving changes.
 
-The run tests share one PostgreSQL server the module owns (`fault_support.OwnServer`), populated by
+The run tests share one PostgreSQL server the module owns (`postgres_support.OwnServer`), populated by
 one successful `run_elt.sh` against the simulator; each test leaves it after a successful run, so
 the next one starts from a healthy, complete state. Marts are views over the incremental
 `int_candles_*` tables, so "the marts" below are read through the views. Every test records what it
-measured in docs/reliability.json (`fault_support.record`).
+measured in docs/reliability.json (`reliability_support.record`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from fault_support import OwnServer, duplicates, record
-from nightly_support import RUN_ELT, assert_log_format, cron_env, log_lines, run_script, wait_for
-from test_properties import reference_candles
+from candle_reference import reference_candles
+from cron_support import RUN_ELT, assert_log_format, cron_env, log_lines, run_script
+from postgres_support import OwnServer, duplicates, query
+from process_support import wait_for
+from reliability_support import record
 
+from pipelines.candles import CANDLE_COLUMN_LIST
 from pipelines.database import Connection
 
 pytestmark = [
@@ -44,7 +47,7 @@ UTC = timezone.utc
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
 PAIRS = {"BTC/USDT": "bitcoin", "ETH/USDT": "ethereum"}
 MARTS = {f"ohlcv_{p.replace('/', '_').lower()}{s}": (p, s or "_1h") for p in PAIRS for s in ("", "_1d")}
-CANDLES = "ts, open, high, low, close, volume, market_cap, sample_count, is_complete"
+CANDLES = CANDLE_COLUMN_LIST
 ROLE, PASSWORD, DBNAME = "trader", "r3start-t3st-pw", "market"
 
 
@@ -122,18 +125,8 @@ def stack() -> Iterator[Stack]:
 
 # --- reading the database ------------------------------------------------------------------
 
-def fetch(connection: Connection, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    conn = psycopg2.connect(**connection.psycopg_kwargs())
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def marts(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
-    return {name: fetch(connection, f"select {CANDLES} from public.{name} order by ts") for name in MARTS}
+    return {name: query(connection, f"select {CANDLES} from public.{name} order by ts") for name in MARTS}
 
 
 def expected_marts(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
@@ -141,7 +134,7 @@ def expected_marts(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
     now_ms = int(time.time() * 1000)
     out = {}
     for name, (pair, timeframe) in MARTS.items():
-        points = fetch(
+        points = query(
             connection,
             "select (extract(epoch from ts) * 1000)::bigint, price, market_cap, total_volume"
             " from staging.market_chart_points where coin_id = %s and vs_currency = 'usd' and price is not null"
@@ -177,7 +170,7 @@ def dbt_writing(stack: Stack) -> Any:
     """A predicate: truthy (what it saw) while a dbt session holds a write transaction (a model mid-build)."""
     def check() -> Any:
         try:
-            rows = fetch(
+            rows = query(
                 stack.admin,
                 "select state, query from pg_stat_activity where application_name = 'alphadb-dbt'"
                 " and backend_xid is not null and query like '%int_candles_1_%'",
@@ -186,9 +179,9 @@ def dbt_writing(stack: Stack) -> Any:
             return None
         if not rows:
             return None
-        state, query = rows[0]
-        model = re.search(r"int_candles_1[hd]", query)
-        statement = " ".join(re.sub(r"^\s*/\*.*?\*/", "", query, flags=re.S).split()[:3])
+        state, running = rows[0]
+        model = re.search(r"int_candles_1[hd]", running)
+        statement = " ".join(re.sub(r"^\s*/\*.*?\*/", "", running, flags=re.S).split()[:3])
         return f"dbt held the write transaction of {model and model.group(0)} ({state}, last statement `{statement} ...`)"
 
     return check
@@ -255,13 +248,13 @@ def check_healthy(stack: Stack) -> dict[str, Any]:
         assert same(got[name], expected[name]), name
         holes, dups = holes_and_duplicates(got[name], timedelta(days=1) if timeframe == "_1d" else timedelta(hours=1))
         assert (holes, dups) == (0, 0), name
-    assert fetch(stack.connection, "select count(*) from public.gaps") == [(0,)]
+    assert query(stack.connection, "select count(*) from public.gaps") == [(0,)]
     assert duplicates(stack.connection) == 0
     return {name: len(rows) for name, rows in got.items()}
 
 
 def staging_key_set(stack: Stack) -> set[tuple[str, int]]:
-    rows = fetch(stack.connection, "select coin_id, (extract(epoch from ts) * 1000)::bigint from staging.market_chart_points")
+    rows = query(stack.connection, "select coin_id, (extract(epoch from ts) * 1000)::bigint from staging.market_chart_points")
     return {(c, int(t)) for c, t in rows}
 
 
@@ -361,7 +354,7 @@ def dbt_processes(pgid: int) -> list[int]:
 
 
 def test_sigkill_dbt_while_it_builds(stack: Stack) -> None:
-    from loader_support import output, run_cli
+    from process_support import output, run_cli
 
     hit = None
     for attempt in range(3):
@@ -383,7 +376,7 @@ def test_sigkill_dbt_while_it_builds(stack: Stack) -> None:
     assert failed_code == 1 and "dbt run was killed by SIGKILL" in message, message
     states = check_marts_whole(stack, before)
     # The killed session's transaction is rolled back: no dbt session is left holding locks.
-    assert wait_for(lambda: not fetch(stack.admin, "select pid from pg_stat_activity where application_name = 'alphadb-dbt'"), 30)
+    assert wait_for(lambda: not query(stack.admin, "select pid from pg_stat_activity where application_name = 'alphadb-dbt'"), 30)
 
     # The next run, started twice at the same instant (two cron entries, a manual start beside cron):
     # exactly one takes the run lock and completes, the other exits 75 doing nothing.

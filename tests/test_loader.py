@@ -13,35 +13,18 @@ from __future__ import annotations
 import io
 import shutil
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loader_support import (
-    DAY_MS,
-    HOUR_MS,
-    STAGING,
-    FixtureRoute,
-    FixtureServer,
-    counts,
-    data_requests,
-    dlt_cursors,
-    error_lines,
-    expected_points,
-    fixture_files,
-    load_fixture,
-    loaded_line_rate,
-    ok_data_requests,
-    output,
-    points,
-    query,
-    run_cli,
-    scalar,
-    settings_env,
-)
-from pipelines.coingecko import RangeJob
+from http_support import FixtureRoute, FixtureServer, data_requests, ok_data_requests
+from postgres_support import DAY_MS, HOUR_MS, STAGING, counts, dlt_cursors, points, query, scalar
+from process_support import error_lines, loaded_line_rate, output, run_cli, settings_env
+from response_fixtures import expected_points, fixture_files, load_fixture
+
+from pipelines.coingecko import RangeJob, saved_progress
 from pipelines.coingecko.client import CoinGeckoClient
 from pipelines.coingecko.planning import RequestWindow
 from pipelines.config import Pair, load_settings
@@ -325,3 +308,34 @@ def test_history_limit_10012_is_clamped_and_reported(alphadb_env, database, simu
         stored = points(database, coin)
         assert stored and stored[0][0] >= (time.time() - 364 * 86400) * 1000 - 60_000
     assert_no_duplicates(database)
+
+
+def test_saved_progress_reads_the_resource_state_and_the_state_of_earlier_versions() -> None:
+    """The cursors and a backfill's progress live in the resource's own state; a pipeline state
+    written before (at the source level) is still read, so an upgrade keeps both."""
+    job = {"job": "days=365|BTC/USDT", "start": "2026-01-01T00:00:00+00:00", "done_until": {"BTC/USDT": 1}, "complete": False}
+    legacy = {"sources": {"coingecko": {"cursors": {"BTC/USDT": 5}, "backfill": job}}}
+    current = {"sources": {"coingecko": {"resources": {"market_chart_points": {"cursors": {"BTC/USDT": 7}}}}}}
+    assert saved_progress(legacy).cursors == {"BTC/USDT": 5}
+    assert saved_progress(legacy).unfinished("days=365|BTC/USDT") == job
+    assert saved_progress(legacy).unfinished("days=30|BTC/USDT") is None
+    assert saved_progress(current).cursors == {"BTC/USDT": 7} and saved_progress(current).backfill == {}
+    assert saved_progress({}).cursors == {}
+
+
+def test_a_truncated_point_stored_earlier_gives_way_to_its_precise_twin(database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A live point stored as `t.000` and served precisely as `t.455` by a later load is one instant:
+    after the second load only the precise row is stored; unchanged rows are not rewritten."""
+    t = 1_700_000_000_000  # a whole second
+    series = lambda stamps: {key: [[s, float(i + 1)] for i, s in enumerate(stamps)] for key in ("prices", "market_caps", "total_volumes")}  # noqa: E731
+    route = FixtureRoute("twin-coin", "usd", series([t - HOUR_MS, t]))
+    pair = Pair("TW/USD", "twin-coin", "usd")
+    with FixtureServer([route]) as server:
+        settings = load_settings(settings_env(database, tmp_path, server.base_url, COINGECKO_PLAN="pro", COINGECKO_API_KEY="fixture-key"))
+        start, end = ms(t - 2 * HOUR_MS), ms(t + HOUR_MS)
+        assert not load_range(settings, database, start, end, [pair]).failed
+        assert [p[0] for p in points(database, "twin-coin")] == [t - HOUR_MS, t]
+        route.body = series([t - HOUR_MS, t + 455])
+        report = load_range(settings, database, start, end, [pair], job="again")
+    assert not report.failed and report.written == 1  # the precise point; the earlier hour is unchanged
+    assert [p[0] for p in points(database, "twin-coin")] == [t - HOUR_MS, t + 455]

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loader_support import expected_points, fixture_files, load_fixture
+from response_fixtures import expected_points, fixture_files, load_fixture
 from pipelines.coingecko.client import CoinGeckoClient, RateLimiter
 from pipelines.coingecko.parsing import SCHEMA, MalformedResponse, parse_market_chart
 from pipelines.config import Pair, load_settings

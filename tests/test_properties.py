@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
+from candle_reference import reference_candles
 from pipelines.coingecko.parsing import parse_market_chart
 from pipelines.coingecko.planning import earliest_allowed, plan_windows
 from pipelines.coingecko.settings import LIVE_WINDOW, MAX_RANGE_WINDOW
@@ -28,34 +29,6 @@ BASE = datetime(2026, 3, 1, tzinfo=UTC)  # LA switches to DST on 2026-03-08: not
 BASE_MS = int(BASE.timestamp() * 1000)
 
 Point = tuple[int, float, float, float]  # ts ms, price, market_cap, total_volume
-
-
-def reference_candles(points: Sequence[Point], bucket_ms: int, now_ms: int) -> list[tuple[Any, ...]]:
-    """DESIGN.md §3 in plain Python: one row per bucket from the first sampled to the last, holes forward-filled."""
-    by_ts = {p[0]: p for p in points}  # one row per instant (the loader's merge key)
-    ordered = sorted(by_ts.values())
-    if not ordered:
-        return []
-    buckets: dict[int, list[Point]] = {}
-    for p in ordered:
-        buckets.setdefault(p[0] - p[0] % bucket_ms, []).append(p)
-    last_ts = ordered[-1][0]
-    rows: list[tuple[Any, ...]] = []
-    first, last = min(buckets), max(buckets)
-    previous: tuple[Any, ...] | None = None
-    for start in range(first, last + 1, bucket_ms):
-        complete = start + bucket_ms <= now_ms and last_ts >= start + bucket_ms
-        inside = buckets.get(start)
-        if inside:
-            prices = [p[1] for p in inside]
-            row = (start, inside[0][1], max(prices), min(prices), inside[-1][1], inside[-1][3], inside[-1][2], len(inside), complete)
-        else:
-            assert previous is not None
-            close = previous[4]
-            row = (start, close, close, close, close, previous[5], previous[6], 0, complete)
-        rows.append(row)
-        previous = row
-    return rows
 
 
 # Points: up to ~40 hours, any minute and millisecond, distinct instants; values strictly positive.
@@ -123,7 +96,7 @@ def test_parser_output_ignores_order_and_duplicates(points: list[Point], seed: i
 @given(points=points_strategy.filter(lambda pts: len(pts) >= 8), seed=st.integers(0, 2**32), cut=st.integers(1, 7))
 def test_dbt_candles_ignore_order_duplicates_and_splits(points: list[Point], seed: int, cut: int, tmp_path_factory: pytest.TempPathFactory, pg_admin_uri: str, pg_role: Any) -> None:
     from dbt_support import CANDLE_COLUMNS, dbt_settings, fetch, upsert_points
-    from fault_support import TempDatabase
+    from postgres_support import TempDatabase
 
     from pipelines import transform
     from pipelines.database import Connection

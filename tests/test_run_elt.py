@@ -5,7 +5,6 @@ and a real PostgreSQL. Every exit code of DESIGN.md §4 is produced here for rea
 from __future__ import annotations
 
 import fcntl
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,30 +16,27 @@ from typing import Any
 import psycopg2
 import pytest
 
-from nightly_support import (
+from cron_support import (
+    DAILY_CRON,
     REPO_ROOT,
     RUN_ELT,
-    WebhookReceiver,
     assert_log_format,
     clone_without_venv,
     cron_env,
     log_lines,
     run_script,
     started_script,
-    wait_for,
 )
+from http_support import WebhookReceiver, closed_port
+from process_support import wait_for
+
+
 
 pytestmark = pytest.mark.skipif(
     not (REPO_ROOT / ".venv" / "bin" / "alphadb").exists(), reason="needs the project installed in .venv (make test does it)"
 )
 
 DEMO_KEY = "CG-demo-test-key"  # a key the simulator accepts on its public host
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(env: dict[str, str], tmp_path: Path, script: Path = RUN_ELT, timeout: float = 600) -> tuple[int, str, list[str]]:

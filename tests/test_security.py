@@ -17,9 +17,11 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from fault_support import record
-from loader_support import REPO_ROOT, output, run_cli, user_tables
-from nightly_support import RUN_ELT, WebhookReceiver, clone_without_venv, cron_env, log_lines, run_script
+from cron_support import RUN_ELT, clone_without_venv, cron_env, log_lines, run_script
+from http_support import WebhookReceiver
+from postgres_support import user_tables
+from process_support import REPO_ROOT, output, run_cli
+from reliability_support import record
 
 TODAY = datetime.now(timezone.utc).date()
 

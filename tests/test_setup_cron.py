@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nightly_support import CRON_PATH, REPO_ROOT, RUN_ELT, SETUP_CRON, install_fake_crontab
+from cron_support import CRON_PATH, REPO_ROOT, RUN_ELT, SETUP_CRON, install_fake_crontab
 
 TAG = "# alphadb-nightly"
 

@@ -9,7 +9,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,17 @@ RANGE = "/coins/{coin}/market_chart/range"
 
 
 @pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator(now=NOW) as s:
-        yield s
+def sim(simulator: Simulator) -> Simulator:
+    """The simulator on a fixed clock."""
+    simulator.configure(now=NOW)
+    return simulator
 
 
 @pytest.fixture
-def pro_sim() -> Iterator[Simulator]:
-    with Simulator(host_kind="pro", now=NOW) as s:
-        yield s
+def pro_sim(sim: Simulator) -> Simulator:
+    """The simulator as the Pro host, on the fixed clock."""
+    sim.configure(host_kind="pro")
+    return sim
 
 
 def get(sim: Simulator, path: str, headers: dict[str, str] | None = None, timeout: float = 5,
