@@ -15,7 +15,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Iterator
 
 from benchmarks.harness import REPO_ROOT, Postgres, bench_env, bench_pairs, scratch_dir, settings_for
