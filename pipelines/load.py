@@ -287,8 +287,9 @@ def load_step(
 
 
 def read_step(settings: Settings, client: CoinGeckoClient, plan: Plan, now: datetime) -> list[PairRead]:
+    """Read every pair's windows of one step; the points are stamped with the load's `now`
+    (`loaded_at`: when their values were stored)."""
     return [read_pair(client, pair, windows, now, settings.history_limit_days, now) for pair, windows in plan.items() if windows]
-
 
 
 # --- the two loads -----------------------------------------------------------------------------
