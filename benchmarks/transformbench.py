@@ -132,7 +132,7 @@ def candle_rounds(settings: Settings, connection: Connection, first_nodes: dict[
             # nothing: dbt's swap of a replaced table and its dependent views is no candle work.
             with connect(connection) as conn, conn.cursor() as cur:
                 for model in CANDLE_MODELS:
-                    cur.execute(f"drop table alphadb_intermediate.{model} cascade")
+                    cur.execute(f"drop table dbt_intermediate.{model} cascade")
             if not run_models(settings, connection, full_refresh=True).success:
                 raise RuntimeError("dbt run --full-refresh failed in a candle build round")
         nodes = node_times(settings) if round_number else first_nodes
