@@ -179,6 +179,14 @@ def cmd_dbt(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if outcome.success else EXIT_FAILURE
 
 
+def cmd_dbt_env(settings: Settings, args: argparse.Namespace) -> int:
+    """The POSTGRES_* variables for dbt run by hand: `eval "$(alphadb dbt-env)"` (no password)."""
+    from pipelines import transform
+
+    print(transform.shell_environment(settings, _connection(settings)), end="")
+    return 0
+
+
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
     """psql on the same connection as every other component (password via the environment)."""
     import shutil
@@ -222,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", action="store_true")
     p.add_argument("--port", type=int, default=8080)
     add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)")
+    add("dbt-env", cmd_dbt_env, "print the POSTGRES_* exports for dbt run by hand in dbt_alphadb/ (never the password)")
     add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
     return parser
 
@@ -239,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = args.command
         settings = load_settings()
         runlog.register_secrets(settings.secrets())
-        if args.command not in ("run", "psql"):
+        if args.command not in ("run", "psql", "dbt-env"):
             runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
         code = int(args.func(settings, args) or 0)
     except AlphaDBError as exc:
