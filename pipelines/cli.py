@@ -1,7 +1,7 @@
-"""`alphadb`: the command line of the ELT (DESIGN.md §5).
+"""`alphadb`: the command line of the ELT (docs/design.md).
 
 Every command validates settings first (exit 2 before anything is written) and maps failures to
-the exit codes of DESIGN.md §4. Tracebacks are not shown (they could carry secrets); set
+the exit codes of docs/design.md. Tracebacks are not shown (they could carry secrets); set
 ALPHADB_DEBUG=1 to see them.
 """
 

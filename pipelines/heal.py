@@ -1,6 +1,6 @@
 """Gap heal: re-fetch exactly the missing ranges, rebuild the candles, look again.
 
-A gap (DESIGN.md §3) is a run of unsampled buckets beyond the tolerance. The heal step asks the
+A gap (docs/design.md) is a run of unsampled buckets beyond the tolerance. The heal step asks the
 transform's `find_gaps` for them, merges them per pair into padded UTC ranges, reloads those
 ranges with `load_range` (which leaves the nightly cursor alone), rebuilds the models and checks
 again: at most `MAX_ROUNDS` rounds, and it stops as soon as a round changes nothing, so a gap the

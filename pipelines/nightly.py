@@ -1,4 +1,4 @@
-"""The nightly job behind `alphadb run` and `scripts/run_elt.sh` (DESIGN.md §4).
+"""The nightly job behind `alphadb run` and `scripts/run_elt.sh` (docs/design.md).
 
 lock → environment check → database check → load → dbt run → dbt source freshness + dbt test →
 gap heal → data-quality report → finished, each step logged with its duration; on failure a Slack
@@ -361,7 +361,7 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
 
 
 def run(settings: Settings) -> int:
-    """Run the nightly job once; return its exit code (DESIGN.md §4)."""
+    """Run the nightly job once; return its exit code (docs/design.md)."""
     runlog.setup(settings.log_file)
     runlog.register_secrets(settings.secrets())
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -1,4 +1,4 @@
-"""`alphadb` in a subprocess: every error path's message and exit code (DESIGN.md §4), and that a
+"""`alphadb` in a subprocess: every error path's message and exit code (docs/design.md), and that a
 refused command writes nothing.
 """
 

@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis).
 
 - points -> candles: any shuffle, duplication or split of the same points gives the same candles.
-  Checked on a pure-Python reference of DESIGN.md §3, on the real response parser, and (a few
+  Checked on a pure-Python reference of docs/design.md, on the real response parser, and (a few
   examples) through the real dbt models, loaded in two batches with an incremental run in between.
 - request planning: windows cover the range exactly, none exceeds 90 days, none starts before the
   plan's history limit.
@@ -31,7 +31,7 @@ Point = tuple[int, float, float, float]  # ts ms, price, market_cap, total_volum
 
 
 def reference_candles(points: Sequence[Point], bucket_ms: int, now_ms: int) -> list[tuple[Any, ...]]:
-    """DESIGN.md §3 in plain Python: one row per bucket from the first sampled to the last, holes forward-filled."""
+    """docs/design.md in plain Python: one row per bucket from the first sampled to the last, holes forward-filled."""
     by_ts = {p[0]: p for p in points}  # one row per instant (the loader's merge key)
     ordered = sorted(by_ts.values())
     if not ordered:
