@@ -25,11 +25,15 @@ from typing import Any, Mapping
 import psycopg2
 import yaml
 
+from pipelines import runlog
 from pipelines.config import DBT_PROJECT_FILE, Settings, project_pairs
 from pipelines.database import Connection, connect
 from pipelines.errors import AlphaDBError
 
 PROJECT_DIR = DBT_PROJECT_FILE.parent
+CANDLE_SCHEMA = "dbt_intermediate"
+# Schemas of the layout before dbt_staging/dbt_intermediate/dbt_test_failures and dlt_scratch.
+LEGACY_SCHEMAS = ("alphadb_staging", "alphadb_intermediate", "alphadb_test_failures", "staging_staging")
 DBT_TIMEOUT_S = 3600
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 # Failing rows shown in a test's message (tests that store their failures: no_gaps, ...).
@@ -228,8 +232,28 @@ def run_dbt(
 
 
 def run_models(settings: Settings, connection: Connection, full_refresh: bool = False) -> DbtOutcome:
-    """`dbt run`: build the candle models and marts (incrementally unless full_refresh)."""
-    return run_dbt(settings, connection, ["run", *(["--full-refresh"] if full_refresh else [])])
+    """`dbt run`: build the candle models and marts (incrementally unless full_refresh). Once the
+    candles are built, schemas of the earlier layout that are still there are named in the log with
+    the command that removes them."""
+    outcome = run_dbt(settings, connection, ["run", *(["--full-refresh"] if full_refresh else [])])
+    if outcome.success:
+        leftovers = legacy_schemas(connection)
+        if leftovers:
+            runlog.line(
+                runlog.WARNING,
+                f"Schemas of an earlier AlphaDB layout are no longer used (the candles are now in {CANDLE_SCHEMA}): "
+                f"{', '.join(leftovers)}. Remove them with: alphadb psql -c 'drop schema {', '.join(leftovers)} cascade'"
+                " (cascade also drops the views left on them, e.g. of pairs removed before the upgrade)",
+            )
+    return outcome
+
+
+def legacy_schemas(connection: Connection) -> list[str]:
+    """The schemas of the earlier layout (before dbt_staging, dbt_intermediate, dbt_test_failures and
+    dlt_scratch) that still exist."""
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select nspname from pg_namespace where nspname = any(%s) order by nspname", (list(LEGACY_SCHEMAS),))
+        return [row[0] for row in cur.fetchall()]
 
 
 def source_freshness(settings: Settings, connection: Connection) -> DbtOutcome:
