@@ -3,7 +3,6 @@
     the ones it made for pairs no longer listed. -#}
 -- depends_on: {{ ref('int_candles_1h') }} (the hourly views read it)
 -- depends_on: {{ ref('int_candles_1d') }} (the daily views read it)
--- depends_on: {{ ref('ohlcv') }} (the views have its columns)
 with
 
 configured_pairs as (
