@@ -28,7 +28,7 @@ import yaml
 from pipelines import runlog
 from pipelines.config import DBT_PROJECT_FILE, Settings, project_pairs
 from pipelines.database import Connection, connect
-from pipelines.errors import AlphaDBError
+from pipelines.errors import AlphaDBError, ConfigError
 
 PROJECT_DIR = DBT_PROJECT_FILE.parent
 CANDLE_SCHEMA = "dbt_intermediate"
@@ -89,9 +89,12 @@ def dbt_vars(settings: Settings, args: list[str], extra: Mapping[str, Any] | Non
     args = list(args)
     if "--vars" in args[:-1]:
         at = args.index("--vars")
-        given = yaml.safe_load(args[at + 1]) or {}
+        try:
+            given = yaml.safe_load(args[at + 1]) or {}
+        except yaml.YAMLError:
+            given = None
         if not isinstance(given, dict):
-            raise AlphaDBError(f"--vars {args[at + 1]!r} is not a YAML mapping")
+            raise ConfigError(f"--vars {args[at + 1]!r} is not a YAML mapping, e.g. '{{gap_tolerance_1h: 3}}'")
         del args[at : at + 2]
         wanted = {**wanted, **given}
     return [*args, "--vars", json.dumps(wanted)]

@@ -29,6 +29,7 @@ from dbt_support import (
 )
 from pipelines import transform
 from pipelines.database import Connection, connect
+from pipelines.errors import ConfigError
 
 NO_RECENCY = ["--exclude", "test_name:recency_per_pair"]  # the fixture data is from 2021
 CANDLE_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "market_cap", "sample_count", "is_complete"]
@@ -89,6 +90,8 @@ def test_alphadb_pairs_reach_dbt_as_the_var_merged_with_the_users_vars(tmp_path:
     at = args.index("--vars")
     assert args[:at] == ["run", "-s", "gaps"]
     assert json.loads(args[at + 1]) == {"pairs": {"SOL/USDT": "solana:usd"}, "x": 1, "gap_tolerance_1h": 3}
+    with pytest.raises(ConfigError, match="not a YAML mapping"):
+        transform.dbt_vars(settings, ["run", "--vars", "[1, 2"])
     # the project's own pairs need no --vars: dbt reads them from dbt_project.yml
     from pipelines.config import load_settings
 
