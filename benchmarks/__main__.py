@@ -102,6 +102,15 @@ def transform_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def scale_rows(r: dict[str, Any]) -> list[Row]:
+    return [
+        Row(8, f"dbt part of a weekday nightly, {r['pairs']:,} pairs x {r['days']} d of history ({r['rows']:,} points)",
+            f"{_fmt(r['dbt_s'], ' s')}{'' if r['ok'] else ' (failed)'}: run {_fmt(r['dbt_run_s'], ' s')},"
+            f" freshness {_fmt(r['dbt_freshness_s'], ' s')}, test {_fmt(r['dbt_test_s'], ' s')}",
+            f"{_fmt(r['per_pair_ms'], ' ms')} per pair", "", "< 60 s", r["ok"] and r["dbt_s"] < 60),
+    ]
+
+
 def table(rows: list[Row]) -> str:
     header = ("#", "benchmark", "measured", "baseline", "ratio", "target", "status")
     lines = [header] + [(str(r.number), r.name, r.measured, r.baseline, r.ratio, r.target, r.status) for r in rows]
@@ -145,13 +154,18 @@ METHOD = """\
   with the long history against one with the short history, both with candles already built; two
   interleaved rounds, the faster of each side counts. "dbt SQL" is the sum of dbt's per-node
   execution times (run + test), i.e. without dbt's start-up and parsing.
+- **8**: 1,000 synthetic pairs (the raw points written straight into the raw table, each stored a
+  day after its time), a week of hourly history each, candles built; then one more day of points
+  stored now, and the dbt part of the nightly timed as `alphadb run` runs it on a weekday: `dbt run`
+  (incremental), `dbt source freshness`, `dbt test` on the candles rebuilt from the last week's
+  loads. The pairs reach dbt as the var `pairs` (ALPHADB_PAIRS); per pair = wall time / pairs.
 """
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (what the test suite runs)")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated benchmark numbers")
+    parser.add_argument("--only", default="1,2,3,4,5,6,8", help="comma-separated benchmark numbers")
     parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS}, none with --smoke)")
     parser.add_argument("--load-pairs", type=int, default=None)
     parser.add_argument("--load-hours", type=int, default=None, help="hours of history per pair, big backfill")
@@ -161,6 +175,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dbt-pairs", type=int, default=None)
     parser.add_argument("--long-days", type=int, default=None)
     parser.add_argument("--short-days", type=int, default=None)
+    parser.add_argument("--scale-pairs", type=int, default=None, help="pairs of benchmark 8")
     return parser.parse_args(argv)
 
 
@@ -177,6 +192,9 @@ def sizes_for(args: argparse.Namespace) -> dict[str, int]:
         "dbt_pairs": args.dbt_pairs or (2 if smoke else 20),
         "long_days": args.long_days or (10 if smoke else 3 * 365),
         "short_days": args.short_days or (3 if smoke else 7),
+        # 1,000 pairs x a week of hourly points: the dbt part of a nightly stays under a minute
+        "scale_pairs": args.scale_pairs or (20 if smoke else 1000),
+        "scale_days": 2 if smoke else 7,
     }
 
 
@@ -205,6 +223,12 @@ def measure(pg: Postgres, sizes: dict[str, int], only: set[int], smoke: bool) ->
             rounds=(2, 1) if smoke else (5, 2),
         )
         rows += [row for row in transform_rows(results["transform"]) if row.number in only]
+    if 8 in only:
+        from benchmarks.transformbench import run_scale_benchmark
+
+        print(f"benchmark 8: dbt nightly, {sizes['scale_pairs']} pairs x {sizes['scale_days']} d ...", flush=True)
+        results["scale"] = run_scale_benchmark(pg, sizes["scale_pairs"], sizes["scale_days"])
+        rows += scale_rows(results["scale"])
     rows.sort(key=lambda row: row.number)
     return results, rows
 

@@ -132,7 +132,7 @@ def candle_rounds(settings: Settings, connection: Connection, first_nodes: dict[
             # nothing: dbt's swap of a replaced table and its dependent views is no candle work.
             with connect(connection) as conn, conn.cursor() as cur:
                 for model in CANDLE_MODELS:
-                    cur.execute(f"drop table alphadb_intermediate.{model} cascade")
+                    cur.execute(f"drop table dbt_intermediate.{model} cascade")
             if not run_models(settings, connection, full_refresh=True).success:
                 raise RuntimeError("dbt run --full-refresh failed in a candle build round")
         nodes = node_times(settings) if round_number else first_nodes
@@ -244,3 +244,96 @@ if __name__ == "__main__":  # python -m benchmarks.transformbench PAIRS LONG_DAY
         print(json.dumps(run_transform_benchmarks(pg, *args), indent=2, default=str))
     finally:
         pg.close()
+
+
+# --- benchmark 8: the dbt part of a nightly with many pairs ------------------------------------
+
+SCALE_HISTORY = """
+insert into staging.market_chart_points (coin_id, vs_currency, ts, price, market_cap, total_volume, loaded_at)
+select
+    pairs.coin_id,
+    'usd',
+    hours.ts + mod(pairs.n * 7, 3000) * interval '1 second',
+    100 + pairs.n + 10 * sin(extract(epoch from hours.ts) / 7200 + pairs.n),
+    1e9 + pairs.n,
+    1e6 + extract(epoch from hours.ts) / 3600,
+    greatest(hours.ts + interval '1 day', %(loaded_from)s)
+from (select n, format('scale-%%s', lpad(n::text, 4, '0')) as coin_id from generate_series(1, %(pairs)s) as n) as pairs
+cross join generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 hour', interval '1 hour') as hours (ts)
+"""
+
+
+def scale_pairs(count: int) -> list[Pair]:
+    """`count` synthetic pairs (S0001/USD ... reading the series scale-0001:usd ...): written straight
+    into the raw table, so any number works."""
+    return [Pair(f"S{n:04d}/USD", f"scale-{n:04d}", "usd") for n in range(1, count + 1)]
+
+
+def run_scale_benchmark(pg: Postgres, pairs: int, days: int) -> dict[str, Any]:
+    """Benchmark 8: `pairs` configured pairs with `days` of hourly history each, candles built; then
+    one more day of points as a nightly load stores them, and the nightly's dbt steps, timed as
+    `alphadb run` runs them on a weekday: dbt run (incremental), dbt source freshness, dbt test on
+    the candles rebuilt from the last week's loads."""
+    from pipelines.nightly import TESTS_LOOKBACK
+    from pipelines.transform import run_models, run_tests, source_freshness
+
+    chosen = scale_pairs(pairs)
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    start, end = now - timedelta(days=days), now
+    out: dict[str, Any] = {"pairs": pairs, "days": days}
+    connection = pg.new_database("scale")
+    try:
+        with scratch_dir("alphadb-bench-scale-") as tmp:
+            settings = settings_for(bench_env(connection, "http://127.0.0.1:9/api/v3", chosen, tmp / "home"))
+            with connect(connection) as conn, conn.cursor() as cur:
+                cur.execute(RAW_TABLE)
+                # the history, each point stored a day after its time; the last day not loaded yet
+                cur.execute(SCALE_HISTORY, {"pairs": pairs, "start": start, "end": end - timedelta(days=1),
+                                            "loaded_from": start})
+            out["history_rows"] = _count(connection)
+            built = run_models(settings, connection, full_refresh=True)
+            out["full_refresh_s"], out["full_refresh_ok"] = built.elapsed_s, built.success
+            # tonight's load: the last day, stored now
+            with connect(connection) as conn, conn.cursor() as cur:
+                cur.execute(SCALE_HISTORY, {"pairs": pairs, "start": end - timedelta(days=1), "end": end, "loaded_from": now})
+            out["rows"] = _count(connection)
+            since = datetime.now(timezone.utc) - TESTS_LOOKBACK
+            started = time.perf_counter()
+            steps = {
+                "dbt_run": run_models(settings, connection),
+                "dbt_freshness": source_freshness(settings, connection),
+                "dbt_test": run_tests(settings, connection, since),
+            }
+            out["dbt_s"] = time.perf_counter() - started
+            for name, outcome in steps.items():
+                out[f"{name}_s"] = outcome.elapsed_s
+                out[f"{name}_nodes"] = len(outcome.results)
+                if not outcome.success:
+                    out.setdefault("failed", []).extend(f"{name}: {r.name}: {r.message[:160]}" for r in outcome.failed)
+            out["ok"] = built.success and all(outcome.success for outcome in steps.values())
+            out["per_pair_ms"] = 1000 * out["dbt_s"] / pairs
+            out["views"] = _scalar(connection, "select count(*) from pg_views where schemaname = 'public' and viewname like 'ohlcv\\_s%%'")
+    finally:
+        pg.drop_database(connection)
+    return out
+
+
+RAW_TABLE = """
+create schema if not exists staging;
+create table staging.market_chart_points (
+    coin_id text not null, vs_currency text not null, ts timestamptz not null, price double precision,
+    market_cap double precision, total_volume double precision, loaded_at timestamptz not null
+);
+create unique index market_chart_points_key on staging.market_chart_points (coin_id, vs_currency, ts);
+create index market_chart_points_loaded_at on staging.market_chart_points (loaded_at);
+"""
+
+
+def _scalar(connection: Connection, statement: str) -> Any:
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+        return cur.fetchone()[0]
+
+
+def _count(connection: Connection) -> int:
+    return int(_scalar(connection, "select count(*) from staging.market_chart_points"))

@@ -1,7 +1,7 @@
-"""`alphadb`: the command line of the ELT (DESIGN.md §5).
+"""`alphadb`: the command line of the ELT (docs/design.md).
 
 Every command validates settings first (exit 2 before anything is written) and maps failures to
-the exit codes of DESIGN.md §4. Tracebacks are not shown (they could carry secrets); set
+the exit codes of docs/design.md. Tracebacks are not shown (they could carry secrets); set
 ALPHADB_DEBUG=1 to see them.
 """
 
@@ -201,6 +201,14 @@ def cmd_dbt(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if outcome.success else EXIT_FAILURE
 
 
+def cmd_dbt_env(settings: Settings, args: argparse.Namespace) -> int:
+    """The POSTGRES_* variables for dbt run by hand: `eval "$(alphadb dbt-env)"` (no password)."""
+    from pipelines import transform
+
+    print(transform.shell_environment(settings, _connection(settings)), end="")
+    return 0
+
+
 def cmd_psql(settings: Settings, args: argparse.Namespace) -> int:
     """psql on the same connection as every other component (password via the environment)."""
     import shutil
@@ -244,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", action="store_true")
     p.add_argument("--port", type=int, default=8080)
     add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)")
+    add("dbt-env", cmd_dbt_env, "print the POSTGRES_* exports for dbt run by hand in dbt_alphadb/ (never the password)")
     add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
     sub.add_parser("log-file", help="print the run log's path", description="print the run log's path")
     return parser
@@ -264,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_log_file()
         settings = load_settings()
         runlog.register_secrets(settings.secrets())
-        if args.command not in ("run", "psql"):
+        if args.command not in ("run", "psql", "dbt-env"):
             runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
         code = int(args.func(settings, args) or 0)
     except AlphaDBError as exc:

@@ -1,7 +1,9 @@
 """Settings from the environment and `.env` (the environment wins), validated before anything runs.
 
-Every variable of DESIGN.md §2 plus a few documented tuning knobs. A bad value raises ConfigError
-(exit 2) naming the variable, so a run stops before it writes anything.
+Every variable of docs/design.md plus a few documented tuning knobs. A bad value raises ConfigError
+(exit 2) naming the variable, so a run stops before it writes anything. The pairs are the dbt
+project's var `pairs` (dbt_alphadb/dbt_project.yml), which dbt reads too; ALPHADB_PAIRS overrides
+them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlparse
 
+import yaml
 from dotenv import dotenv_values
 
 from pipelines.errors import ConfigError
 from pipelines import logfile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PAIRS_FILE = REPO_ROOT / "pairs.conf"
+DBT_PROJECT_FILE = REPO_ROOT / "dbt_alphadb" / "dbt_project.yml"
+LEGACY_PAIRS_FILE = REPO_ROOT / "pairs.conf"  # read by earlier versions; now an error if present
 
 PLANS = ("public", "demo", "pro")
 PLAN_BASE_URLS = {
@@ -54,6 +58,11 @@ class Pair:
     def slug(self) -> str:
         """`btc_usdt`: the suffix of the pair's `ohlcv_*` relations (a safe SQL identifier)."""
         return self.name.replace("/", "_").lower()
+
+    @property
+    def series(self) -> str:
+        """`bitcoin:usd`: the pair's value in the var `pairs` and in ALPHADB_PAIRS."""
+        return f"{self.coin_id}:{self.vs_currency}"
 
 
 @dataclass(frozen=True)
@@ -112,36 +121,75 @@ class Settings:
         raise ConfigError(f"--pair {name!r} is not configured (configured: {known})")
 
 
+def parse_pair(name: str, series: str, source: str, item: str) -> Pair:
+    """One pair, `BASE/QUOTE` and `coin_id:vs_currency`, as written in `item` (dbt reads the var verbatim)."""
+    coin_id, sep, vs_currency = series.partition(":")
+    if not sep or not PAIR_RE.match(name):
+        raise ConfigError(
+            f"{source}: malformed pair {item!r}; the pair is BASE/QUOTE in capital letters and digits "
+            "(e.g. BTC/USDT), its series coin_id:vs_currency (e.g. bitcoin:usd)"
+        )
+    if not COIN_ID_RE.match(coin_id):
+        raise ConfigError(f"{source}: invalid CoinGecko coin id {coin_id!r} in {item!r}")
+    if not VS_CURRENCY_RE.match(vs_currency):
+        raise ConfigError(f"{source}: invalid vs_currency {vs_currency!r} in {item!r}")
+    return Pair(name, coin_id, vs_currency)
+
+
+def _distinct(pairs: list[Pair], source: str) -> tuple[Pair, ...]:
+    if not pairs:
+        raise ConfigError(f"{source}: no pairs configured")
+    for attr, what in (("slug", "pair"), ("series", "coin series")):
+        seen: set[str] = set()
+        for pair in pairs:
+            if getattr(pair, attr) in seen:
+                raise ConfigError(f"{source}: {what} {pair.name} is configured twice")
+            seen.add(getattr(pair, attr))
+    return tuple(pairs)
+
+
 def parse_pairs(text: str, source: str) -> tuple[Pair, ...]:
-    """Parse `BASE/QUOTE=coin:vs` items separated by commas or newlines (# starts a comment)."""
+    """ALPHADB_PAIRS: `base/quote=coin:vs` items separated by commas or newlines (case-insensitive
+    pair names, spaces allowed; # starts a comment)."""
     pairs: list[Pair] = []
     items = [item.strip() for line in text.splitlines() for item in line.split("#", 1)[0].split(",")]
-    for item in items:
-        if not item:
-            continue
+    for item in filter(None, items):
         name, sep, series = item.partition("=")
-        coin_id, sep2, vs_currency = series.strip().partition(":")
-        name, coin_id, vs_currency = name.strip().upper(), coin_id.strip(), vs_currency.strip()
-        if not sep or not sep2 or not PAIR_RE.match(name):
+        if not sep:
             raise ConfigError(
                 f"{source}: malformed pair {item!r}; expected BASE/QUOTE=coin_id:vs_currency, "
                 "e.g. BTC/USDT=bitcoin:usd (letters and digits only in BASE and QUOTE)"
             )
-        if not COIN_ID_RE.match(coin_id):
-            raise ConfigError(f"{source}: invalid CoinGecko coin id {coin_id!r} in {item!r}")
-        if not VS_CURRENCY_RE.match(vs_currency):
-            raise ConfigError(f"{source}: invalid vs_currency {vs_currency!r} in {item!r}")
-        pairs.append(Pair(name, coin_id, vs_currency))
-    if not pairs:
-        raise ConfigError(f"{source}: no pairs configured")
-    for attr, what in (("slug", "pair"), ("coin_id", "coin series")):
-        seen: set[str] = set()
-        for pair in pairs:
-            key = getattr(pair, attr) if attr == "slug" else f"{pair.coin_id}:{pair.vs_currency}"
-            if key in seen:
-                raise ConfigError(f"{source}: {what} {pair.name} is configured twice")
-            seen.add(key)
-    return tuple(pairs)
+        pairs.append(parse_pair(name.strip().upper(), ":".join(part.strip() for part in series.split(":", 1)), source, item))
+    return _distinct(pairs, source)
+
+
+def project_pairs(project_file: Path = DBT_PROJECT_FILE) -> tuple[Pair, ...]:
+    """The dbt project's var `pairs`: a mapping `BASE/QUOTE: coin_id:vs_currency`, one line per pair."""
+    source = f"{project_file} (vars: pairs)"
+    try:
+        project = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pairs config {project_file}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{project_file} is not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
+    pairs = ((project or {}).get("vars") or {}).get("pairs")
+    if not isinstance(pairs, dict):
+        raise ConfigError(f"{source}: expected one line per pair under vars: pairs:, e.g. BTC/USDT: bitcoin:usd")
+    items = [parse_pair(str(name), str(series), source, f"{name}: {series}") for name, series in pairs.items()]
+    return _distinct(items, source)
+
+
+def check_no_legacy_pairs_file(path: Path = LEGACY_PAIRS_FILE) -> None:
+    """Earlier versions read pairs.conf: a stale one must not look like the config that is used."""
+    if path.exists():
+        raise ConfigError(
+            f"{path} is no longer read: the pairs now live in {DBT_PROJECT_FILE} under `vars: pairs:`, "
+            "one line per pair (e.g. `BTC/USDT: bitcoin:usd`), where dbt reads them too. "
+            f"Move your pairs there, then delete {path.name}"
+        )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -229,14 +277,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
     env = merged_environment(environ, env_file)
     api_key, plan = _plan(env)
 
+    check_no_legacy_pairs_file()
     if env.get("ALPHADB_PAIRS", "").strip():
         pairs = parse_pairs(env["ALPHADB_PAIRS"], "ALPHADB_PAIRS")
     else:
-        pairs_file = Path(env.get("ALPHADB_PAIRS_FILE") or PAIRS_FILE)
-        try:
-            pairs = parse_pairs(pairs_file.read_text(encoding="utf-8"), str(pairs_file))
-        except OSError as exc:
-            raise ConfigError(f"cannot read the pairs config {pairs_file}: {exc.strerror}") from None
+        pairs = project_pairs()
 
     return Settings(
         api_key=api_key,

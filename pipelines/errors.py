@@ -1,4 +1,4 @@
-"""Exceptions that carry the exit codes of DESIGN.md §4, so every entry point maps failures the same way."""
+"""Exceptions that carry the exit codes of docs/design.md, so every entry point maps failures the same way."""
 
 from __future__ import annotations
 

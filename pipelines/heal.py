@@ -1,6 +1,6 @@
 """Gap heal: re-fetch exactly the missing ranges, rebuild the candles, look again.
 
-A gap is a run of unsampled buckets beyond the tolerance. The heal step takes the gaps the
+A gap (docs/design.md) is a run of unsampled buckets beyond the tolerance. The heal step takes the gaps the
 transformer finds, merges them per pair into padded UTC ranges, reloads those ranges with the
 loader's range load (which leaves the nightly cursor alone), rebuilds the models and looks again:
 at most `MAX_ROUNDS` rounds, and it stops as soon as a round changes nothing, so a gap the source

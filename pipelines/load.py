@@ -43,6 +43,7 @@ from pipelines.stored_points import Reconciled, StoredPoints
 
 PIPELINE_NAME = "alphadb_coingecko"
 DATASET = "staging"
+SCRATCH_DATASET = "dlt_scratch"  # dlt's tables for merging a load into DATASET (by default staging_staging)
 LOCK_NAME = "load.lock"
 
 Plan = Mapping[Pair, Sequence[RequestWindow]]
@@ -133,7 +134,9 @@ def make_pipeline(settings: Settings, connection: Connection) -> dlt.Pipeline:
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         pipelines_dir=str(settings.home / "dlt"),
-        destination=dlt.destinations.postgres(credentials=connection.dlt_credentials()),
+        destination=dlt.destinations.postgres(
+            credentials=connection.dlt_credentials(), staging_dataset_name_layout=SCRATCH_DATASET
+        ),
         dataset_name=DATASET,
     )
 

@@ -1,4 +1,4 @@
-"""The nightly job behind `alphadb run` and `scripts/run_elt.sh`.
+"""The nightly job behind `alphadb run` and `scripts/run_elt.sh` (docs/design.md).
 
 lock → environment check → database check → nightly load → dbt run → dbt source freshness + dbt
 test → gap heal → data-quality report → finished, each step logged with its duration; on failure a

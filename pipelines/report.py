@@ -36,7 +36,7 @@ class Quality:
     first: datetime | None = None
     latest: datetime | None = None
     filled: int = 0  # forward-filled buckets (sample_count = 0)
-    gaps: int = 0  # runs of unsampled buckets beyond the tolerance (DESIGN.md §3)
+    gaps: int = 0  # runs of unsampled buckets beyond the tolerance (docs/design.md)
     lag: timedelta | None = None  # now minus the end of the latest candle
 
     @property

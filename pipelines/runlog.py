@@ -1,4 +1,4 @@
-"""The run log of DESIGN.md §4: `[YYYY-MM-DD HH:MM:SS] <marker> <message>` in UTC, to stdout and the log file.
+"""The run log of docs/design.md: `[YYYY-MM-DD HH:MM:SS] <marker> <message>` in UTC, to stdout and the log file.
 
 Every line passes through a redactor that replaces configured secrets, so no code path can leak
 the API key, the database password or the webhook URL into the log.

@@ -1,34 +1,40 @@
-"""Runs the dbt project (dbt_alphadb/) as a subprocess and reports its results.
+"""Runs the dbt project (dbt_alphadb/, in place) as a subprocess and reports its results.
 
 The CLI and the nightly job call only this module's public functions. dbt gets its connection from
 the environment (profiles.yml reads POSTGRES_*; the password travels as
 DBT_ENV_SECRET_POSTGRES_PASSWORD, which dbt scrubs from its logs and artifacts): no secret is ever on
-a command line. dbt's target/ and logs/ live under ALPHADB_HOME/dbt, so the repo stays clean and
-runs with different homes (tests, parallel databases) never share state.
+a command line. dbt's target/ and logs/ live under ALPHADB_HOME/dbt (DBT_TARGET_PATH, DBT_LOG_PATH),
+so runs with different homes (tests, parallel databases) never share state; dbt_packages/ stays in
+the project, where `dbt deps` puts it. Pairs from ALPHADB_PAIRS reach dbt as the var `pairs`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 import psycopg2
+import yaml
 
-from pipelines.config import Settings
+from pipelines import runlog
+from pipelines.config import DBT_PROJECT_FILE, Settings, project_pairs
 from pipelines.database import Connection, connect
-from pipelines.errors import AlphaDBError
-from pipelines.pair_models import PROJECT_DIR, is_generated, sync_pair_models
+from pipelines.errors import AlphaDBError, ConfigError
 
+PROJECT_DIR = DBT_PROJECT_FILE.parent
+CANDLE_SCHEMA = "dbt_intermediate"
+# Schemas of the layout before dbt_staging/dbt_intermediate/dbt_test_failures and dlt_scratch.
+LEGACY_SCHEMAS = ("alphadb_staging", "alphadb_intermediate", "alphadb_test_failures", "staging_staging")
 DBT_TIMEOUT_S = 3600
-UNCOPIED = ("target", "logs", "dbt_packages")
 FAILED_STATUSES = {"error", "fail", "runtime error"}
 # Failing rows shown in a test's message (tests that store their failures: no_gaps, ...).
 SHOWN_FAILURES = 5
@@ -72,31 +78,26 @@ def dbt_dir(settings: Settings) -> Path:
     return settings.home / "dbt"
 
 
-def prepare_project(settings: Settings) -> Path:
-    """The dbt project for these settings, with the configured pairs' models generated (idempotent).
-
-    A mirror of dbt_alphadb/ under ALPHADB_HOME/dbt/project: runs with different pairs (tests, a
-    manual run beside the nightly one) never rewrite each other's generated models. Only changed
-    files are rewritten, so dbt's partial parsing keeps working.
-    """
-    project = dbt_dir(settings) / "project"
-    wanted: dict[Path, Path] = {}
-    for path in PROJECT_DIR.rglob("*"):
-        relative = path.relative_to(PROJECT_DIR)
-        if path.is_file() and relative.parts[0] not in UNCOPIED and not is_generated(path):
-            wanted[relative] = path
-    for relative, path in wanted.items():
-        copy = project / relative
-        data = path.read_bytes()
-        if not copy.exists() or copy.read_bytes() != data:
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_bytes(data)
-    if project.exists():
-        for path in project.rglob("*"):
-            if path.is_file() and path.relative_to(project) not in wanted and not is_generated(path):
-                path.unlink()
-    sync_pair_models(settings.pairs, project)
-    return project
+def dbt_vars(settings: Settings, args: list[str], extra: Mapping[str, Any] | None = None) -> list[str]:
+    """`args` with the vars this run needs merged into its `--vars` (a user's own vars are kept): the
+    pairs, when they are not the project's (ALPHADB_PAIRS), and `extra`."""
+    wanted = dict(extra or {})
+    if settings.pairs != project_pairs():
+        wanted["pairs"] = {pair.name: pair.series for pair in settings.pairs}
+    if not wanted:
+        return list(args)
+    args = list(args)
+    if "--vars" in args[:-1]:
+        at = args.index("--vars")
+        try:
+            given = yaml.safe_load(args[at + 1]) or {}
+        except yaml.YAMLError:
+            given = None
+        if not isinstance(given, dict):
+            raise ConfigError(f"--vars {args[at + 1]!r} is not a YAML mapping, e.g. '{{gap_tolerance_1h: 3}}'")
+        del args[at : at + 2]
+        wanted = {**wanted, **given}
+    return [*args, "--vars", json.dumps(wanted)]
 
 
 def _dbt_executable() -> str:
@@ -186,25 +187,27 @@ def run_dbt(
     connection: Connection,
     args: list[str],
     extra_env: Mapping[str, str] | None = None,
+    extra_vars: Mapping[str, Any] | None = None,
 ) -> DbtOutcome:
     """Run one dbt command (e.g. ["build"], ["run", "--full-refresh"]) and collect its node results.
 
-    `extra_env` overlays the child's environment (e.g. {"PGTZ": "America/Los_Angeles"}).
+    `extra_env` overlays the child's environment (e.g. {"PGTZ": "America/Los_Angeles"}); `extra_vars`
+    are dbt vars for this run (merged with any `--vars` in `args`).
     Raises AlphaDBError if dbt cannot run at all (not for failing models or tests).
     """
-    project = prepare_project(settings)
     state = dbt_dir(settings)
     target = state / "target"
     for artifact in ("run_results.json", "sources.json"):
         (target / artifact).unlink(missing_ok=True)
     state.mkdir(parents=True, exist_ok=True)
-    command = [_dbt_executable(), *args, "--project-dir", str(project), "--profiles-dir", str(project)]
+    dirs = ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+    command = [_dbt_executable(), *dbt_vars(settings, args, extra_vars), *dirs]
     started = time.monotonic()
     try:
         proc = subprocess.run(
             command,
             env=_environment(settings, connection, extra_env),
-            cwd=project,
+            cwd=PROJECT_DIR,
             capture_output=True,
             text=True,
             timeout=DBT_TIMEOUT_S,
@@ -232,8 +235,28 @@ def run_dbt(
 
 
 def run_models(settings: Settings, connection: Connection, full_refresh: bool = False) -> DbtOutcome:
-    """`dbt run`: build the candle models and marts (incrementally unless full_refresh)."""
-    return run_dbt(settings, connection, ["run", *(["--full-refresh"] if full_refresh else [])])
+    """`dbt run`: build the candle models and marts (incrementally unless full_refresh). Once the
+    candles are built, schemas of the earlier layout that are still there are named in the log with
+    the command that removes them."""
+    outcome = run_dbt(settings, connection, ["run", *(["--full-refresh"] if full_refresh else [])])
+    if outcome.success:
+        leftovers = legacy_schemas(connection)
+        if leftovers:
+            runlog.line(
+                runlog.WARNING,
+                f"Schemas of an earlier AlphaDB layout are no longer used (the candles are now in {CANDLE_SCHEMA}): "
+                f"{', '.join(leftovers)}. Remove them with: alphadb psql -c 'drop schema {', '.join(leftovers)} cascade'"
+                " (cascade also drops the views left on them, e.g. of pairs removed before the upgrade)",
+            )
+    return outcome
+
+
+def legacy_schemas(connection: Connection) -> list[str]:
+    """The schemas of the earlier layout (before dbt_staging, dbt_intermediate, dbt_test_failures and
+    dlt_scratch) that still exist."""
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select nspname from pg_namespace where nspname = any(%s) order by nspname", (list(LEGACY_SCHEMAS),))
+        return [row[0] for row in cur.fetchall()]
 
 
 def source_freshness(settings: Settings, connection: Connection) -> DbtOutcome:
@@ -241,45 +264,29 @@ def source_freshness(settings: Settings, connection: Connection) -> DbtOutcome:
     return run_dbt(settings, connection, ["source", "freshness"])
 
 
-# The earliest candle an incremental run may have rebuilt from the points loaded since %(since)s:
-# per pair, runs rebuild from the bucket of the earliest new point or from the pair's last candle,
-# so from the last sampled hour before its first hour loaded since then (a run of filled hours is
-# never cut in two); the earliest of these, floored to the UTC day, covers the daily candles too.
-# The source_loaded_at and (pair, ts) indexes keep this to the recent rows.
-TESTS_SCOPE_START = """
-select date_bin('24 hours', min(coalesce(before_first.ts, recent.first_ts)), timestamptz '2000-01-01 00:00:00+00')
-from (
-    select hourly.pair, min(hourly.ts) as first_ts
-    from alphadb_intermediate.int_candles_1h as hourly
-    where hourly.source_loaded_at > %(since)s
-    group by hourly.pair
-) as recent
-left join lateral (
-    select max(sampled.ts) as ts
-    from alphadb_intermediate.int_candles_1h as sampled
-    where sampled.pair = recent.pair and sampled.ts < recent.first_ts and sampled.sample_count > 0
-) as before_first on true
-"""
-
-
-def tests_scope_start(connection: Connection, loaded_since: datetime) -> datetime | None:
-    """Where the data tests of candles rebuilt from loads since `loaded_since` start (see above);
-    None when there is nothing to narrow: no such candle, or no candle table yet."""
-    with connect(connection) as conn, conn.cursor() as cur:
-        cur.execute("select to_regclass('alphadb_intermediate.int_candles_1h')")
-        if cur.fetchone()[0] is None:
-            return None
-        cur.execute(TESTS_SCOPE_START, {"since": loaded_since})
-        return cur.fetchone()[0]
-
-
 def run_tests(settings: Settings, connection: Connection, loaded_since: datetime | None = None) -> DbtOutcome:
-    """`dbt test`: data tests (no gaps, candle sanity, recency, not null) and unit tests. With
-    `loaded_since`, the data tests see only the candles rebuilt from points loaded since then
-    (macros/test_scope.sql); without, all history."""
-    start = tests_scope_start(connection, loaded_since) if loaded_since else None
-    scope = ["--vars", json.dumps({"tests_from_ts": start.isoformat()})] if start else []
-    return run_dbt(settings, connection, ["test", *scope])
+    """`dbt test`: data tests (no gaps, candle sanity, recency, not null, ...) and unit tests. With
+    `loaded_since` (the var tests_loaded_since), the data tests see only the points loaded since then
+    and the candles an incremental run can have rebuilt from them (dbt computes where those start:
+    macros/tests_scope.sql); without, all history."""
+    scope = {"tests_loaded_since": loaded_since.astimezone(timezone.utc).isoformat()} if loaded_since else None
+    return run_dbt(settings, connection, ["test"], extra_vars=scope)
+
+
+def shell_environment(settings: Settings, connection: Connection) -> str:
+    """`export` lines that let dbt run by hand in dbt_alphadb/ reach this database: POSTGRES_HOST
+    (for the embedded server, its socket directory), _PORT, _USER and _DB. Never the password: the
+    embedded server trusts local connections, and for another server profiles.yml reads
+    POSTGRES_PASSWORD from the caller's environment."""
+    values = {key: value for key, value in connection.environment().items() if key.startswith("POSTGRES_")}
+    values.pop("POSTGRES_PASSWORD")
+    lines = [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
+    if not settings.embedded_database:
+        lines.append("# the password: export POSTGRES_PASSWORD (or DBT_ENV_SECRET_POSTGRES_PASSWORD) yourself")
+    if settings.pairs != project_pairs():
+        pairs = json.dumps({"pairs": {pair.name: pair.series for pair in settings.pairs}})
+        lines.append(f"# ALPHADB_PAIRS is set; dbt reads {DBT_PROJECT_FILE.name}'s pairs unless given --vars {shlex.quote(pairs)}")
+    return "\n".join(lines) + "\n"
 
 
 def generate_docs(settings: Settings, connection: Connection, static: bool = True) -> Path:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# AlphaDB nightly job: the cron entry point (DESIGN.md §4).
+# AlphaDB nightly job: the cron entry point (docs/design.md).
 #
 # Works under cron's bare environment (PATH=/usr/bin:/bin, HOME only, any working directory):
 # it finds the repository from its own path and runs `.venv/bin/alphadb run`, which loads `.env`,

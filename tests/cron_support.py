@@ -86,9 +86,9 @@ def log_lines(path: Path) -> list[str]:
 
 
 def assert_log_format(lines: list[str]) -> None:
-    """Every line is `[YYYY-MM-DD HH:MM:SS] <marker> <message>` (DESIGN.md §4)."""
+    """Every line is `[YYYY-MM-DD HH:MM:SS] <marker> <message>` (docs/design.md)."""
     bad = [line for line in lines if not LOG_LINE.match(line)]
-    assert not bad, "log lines not in DESIGN.md §4 format:\n" + "\n".join(bad)
+    assert not bad, "log lines not in docs/design.md format:\n" + "\n".join(bad)
 
 
 def secrets_in(text: str, secrets: list[str]) -> list[str]:

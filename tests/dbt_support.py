@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,12 +15,13 @@ from typing import Any, Iterable, Sequence
 from psycopg2.extras import execute_values
 
 from response_fixtures import FIXTURES, expected_points, load_fixture
+from pipelines.config import REPO_ROOT
 from pipelines.config import Settings, load_settings
 from pipelines.database import Connection, connect
 
 REAL_30D_FILE = FIXTURES / "bitcoin_30d_hourly_722points.json"
 
-# Exactly the loader's table (DESIGN.md §3; dlt adds _dlt_load_id and _dlt_id).
+# Exactly the loader's table (docs/design.md; dlt adds _dlt_load_id and _dlt_id).
 RAW_DDL = """
 create schema if not exists staging;
 create table if not exists staging.market_chart_points (
@@ -120,3 +126,29 @@ def marts(connection: Connection, pairs: Sequence[str]) -> dict[str, list[tuple[
     out["ohlcv"] = fetch(connection, f"select pair, timeframe, {CANDLE_COLUMNS} from public.ohlcv order by 1, 2, 3")
     out["gaps"] = fetch(connection, "select * from public.gaps order by 1, 2, 3")
     return out
+
+
+def fresh_clone(target: Path) -> Path:
+    """A copy of the repository's tracked files (what `git clone` gives), as they are in the working tree."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+def stop_embedded_server(home: Path) -> None:
+    """Fast shutdown (SIGINT to its postmaster) of the embedded server a test started under `home`."""
+    pid_file = home / "pgdata" / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    postmaster = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(postmaster, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{postmaster}").exists():
+        time.sleep(0.1)

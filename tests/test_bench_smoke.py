@@ -47,6 +47,16 @@ def test_smoke_run_of_transform_benchmarks(tmp_path) -> None:  # type: ignore[no
     assert "| 3 |" in out.read_text() and "| 4 |" in out.read_text()
 
 
+def test_smoke_run_of_the_many_pairs_benchmark(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Benchmark 8 end to end on 20 pairs: every dbt step of the nightly passed and every pair got its views."""
+    assert bench.main(["--smoke", "--only", "8", "--out", str(tmp_path / "results.md")]) == 0
+    scale = bench.main.last_results["scale"]  # type: ignore[attr-defined]
+    assert scale["ok"], scale.get("failed")
+    assert scale["pairs"] == 20 and scale["rows"] == 20 * 2 * 24 and scale["views"] == 40
+    assert scale["dbt_test_nodes"] > 0 and scale["dbt_s"] > 0
+    assert {row["number"] for row in bench.main.last_results["rows"]} == {8}  # type: ignore[attr-defined]
+
+
 def test_transform_benchmark_data_and_baseline() -> None:
     """Benchmarks 3/4's history generator and hand-written candle SQL (dbt itself is tested elsewhere)."""
     pg = Postgres()

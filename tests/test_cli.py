@@ -1,4 +1,4 @@
-"""`alphadb` in a subprocess: every error path's message and exit code (DESIGN.md §4), and that a
+"""`alphadb` in a subprocess: every error path's message and exit code (docs/design.md), and that a
 refused command writes nothing.
 """
 
@@ -161,14 +161,15 @@ def test_lock_held_exit_75(alphadb_env: dict[str, str], database, simulator, com
     assert data_requests(simulator) == []  # nothing fetched
 
 
-def test_dbt_passthrough_uses_the_same_connection_and_the_generated_pair_models(alphadb_env) -> None:  # type: ignore[no-untyped-def]
-    """`alphadb dbt ...` is how a user runs dbt by hand: configured pairs' models exist, the password stays hidden."""
+def test_dbt_passthrough_uses_the_same_connection_and_the_configured_pairs(alphadb_env) -> None:  # type: ignore[no-untyped-def]
+    """`alphadb dbt ...` is how a user runs dbt on AlphaDB's settings: ALPHADB_PAIRS reaches dbt as the var `pairs`, the password stays hidden."""
     env = {**alphadb_env, "ALPHADB_PAIRS": "BTC/USDT=bitcoin:usd,SOL/USDT=solana:usd"}
     result = run_cli(env, "dbt", "ls", "--resource-type", "model", "--output", "name")
     assert result.returncode == 0, output(result)
-    names = set(result.stdout.split())
-    assert {"ohlcv_btc_usdt", "ohlcv_sol_usdt", "ohlcv_sol_usdt_1d", "ohlcv", "gaps"} <= names
-    assert "ohlcv_eth_usdt" not in names
+    assert {"int_configured_pairs", "ohlcv", "gaps", "pairs"} <= set(result.stdout.split())
+    result = run_cli(env, "dbt", "compile", "--select", "int_configured_pairs")
+    assert result.returncode == 0, output(result)
+    assert "SOL/USDT" in result.stdout and "BTC/USDT" in result.stdout and "ETH/USDT" not in result.stdout
     assert alphadb_env["POSTGRES_PASSWORD"] not in output(result)
 
     missing = run_cli(env, "dbt")

@@ -1,4 +1,4 @@
-"""Settings (DESIGN.md §2): every variable parsed, `.env` read with the environment winning, and
+"""Settings (docs/design.md): every variable parsed, `.env` read with the environment winning, and
 every bad value stopping with a ConfigError (exit 2) that names the variable, before anything is
 written: in-process through `load_settings`, and through the `alphadb` CLI in a subprocess.
 """
@@ -13,7 +13,15 @@ import pytest
 from postgres_support import user_tables
 from process_support import error_lines, output, run_cli
 
-from pipelines.config import PAIRS_FILE, PLAN_BASE_URLS, REPO_ROOT, Pair, load_settings
+from pipelines.config import (
+    DBT_PROJECT_FILE,
+    PLAN_BASE_URLS,
+    REPO_ROOT,
+    Pair,
+    check_no_legacy_pairs_file,
+    load_settings,
+    project_pairs,
+)
 from pipelines.logfile import default_log_file
 from pipelines.errors import EXIT_CONFIG, ConfigError
 
@@ -35,7 +43,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert s.rate_limit_per_min == 10
     assert s.postgres_host is None and s.embedded_database
     assert (s.postgres_port, s.postgres_user, s.postgres_password, s.postgres_db) == (5432, "trader", "s3cr3t", "market")
-    configured = PAIRS_FILE.read_text()
+    configured = DBT_PROJECT_FILE.read_text()
     assert [p.name for p in s.pairs] == ["BTC/USDT", "ETH/USDT"] or all(p.name in configured for p in s.pairs)
     assert s.lookback_days == 2
     assert s.home == (REPO_ROOT / ".alphadb").resolve()
@@ -103,14 +111,27 @@ def test_plan_picks_url_header_rate_and_history(tmp_path: Path, extra, plan, bas
     assert (s.plan, s.base_url, s.key_header, s.rate_limit_per_min, s.history_days) == (plan, base_url, header, rate, history)
 
 
-def test_pairs_config_file_and_comments(tmp_path: Path) -> None:
-    pairs = tmp_path / "pairs.conf"
-    pairs.write_text("# comment\nBTC/USDT=bitcoin:usd  # trailing comment\n\nETH/USDT = ethereum : usd\n")
-    s = load_settings(base_env(tmp_path, ALPHADB_PAIRS_FILE=str(pairs)))
-    assert s.pairs == (Pair("BTC/USDT", "bitcoin", "usd"), Pair("ETH/USDT", "ethereum", "usd"))
-    assert s.pair("btc/usdt").coin_id == "bitcoin"
+def test_pairs_are_the_dbt_project_var_with_comments(tmp_path: Path) -> None:
+    project = tmp_path / "dbt_project.yml"
+    project.write_text(
+        "name: x\nvars:\n  # comment\n  pairs:\n    BTC/USDT: bitcoin:usd  # trailing comment\n\n"
+        "    ETH/USDT: ethereum:usd\n  gap_tolerance_1h: 2\n"
+    )
+    assert project_pairs(project) == (Pair("BTC/USDT", "bitcoin", "usd"), Pair("ETH/USDT", "ethereum", "usd"))
+    s = load_settings(base_env(tmp_path))  # without ALPHADB_PAIRS: the repo's dbt_alphadb/dbt_project.yml
+    assert s.pairs == project_pairs() and s.pairs
+    assert s.pair(s.pairs[0].name.lower()) == s.pairs[0]
     with pytest.raises(ConfigError, match="DOGE/USDT"):
         s.pair("DOGE/USDT")
+    # dbt reads the var as written: names in capitals, the series without spaces, no pair twice
+    for bad in ("btc/usdt: bitcoin:usd", "BTC/USDT: bitcoin", "BTC/USDT: bit coin:usd",
+                "BTC/USDT: bitcoin:usd\n    XBT/USDT: bitcoin:usd"):
+        project.write_text(f"vars:\n  pairs:\n    {bad}\n")
+        with pytest.raises(ConfigError, match="vars: pairs"):
+            project_pairs(project)
+    project.write_text("vars:\n  pairs: BTC/USDT=bitcoin:usd\n")
+    with pytest.raises(ConfigError, match="one line per pair under vars: pairs:"):
+        project_pairs(project)
 
 
 # --- .env and the environment --------------------------------------------------------------
@@ -222,7 +243,20 @@ def test_secret_urls_are_not_echoed_in_errors(tmp_path: Path) -> None:
 
 def test_unreadable_pairs_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="pairs config"):
-        load_settings(base_env(tmp_path, ALPHADB_PAIRS_FILE=str(tmp_path / "missing.conf")))
+        project_pairs(tmp_path / "missing.yml")
+    (tmp_path / "broken.yml").write_text("vars:\n  pairs: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        project_pairs(tmp_path / "broken.yml")
+
+
+def test_a_leftover_pairs_conf_stops_naming_where_the_pairs_live(tmp_path: Path) -> None:
+    check_no_legacy_pairs_file(tmp_path / "pairs.conf")  # none: fine
+    (tmp_path / "pairs.conf").write_text("BTC/USDT=bitcoin:usd\n")
+    with pytest.raises(ConfigError) as info:
+        check_no_legacy_pairs_file(tmp_path / "pairs.conf")
+    assert info.value.exit_code == EXIT_CONFIG
+    assert "no longer read" in str(info.value) and str(DBT_PROJECT_FILE) in str(info.value)
+    assert "vars: pairs:" in str(info.value)
 
 
 # --- the CLI: exit 2, one clear line, nothing written -----------------------------------------

@@ -93,8 +93,8 @@ def test_incremental_runs_equal_a_full_refresh(database: Connection, tmp_path: P
         corrected(btc[3:4], -2.0) + [("BTC/USDT", hour0 + 51 * HOUR + timedelta(minutes=58, seconds=3), 151.5, 1.0, 2.0)],
     ]
     pairs = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
-    first_eth = ("select ctid from alphadb_intermediate.int_candles_1h where pair = 'ETH/USDT'"
-                 " and ts = (select min(ts) from alphadb_intermediate.int_candles_1h)")
+    first_eth = ("select ctid from dbt_intermediate.int_candles_1h where pair = 'ETH/USDT'"
+                 " and ts = (select min(ts) from dbt_intermediate.int_candles_1h)")
     for number, batch in enumerate(batches):
         upsert_points(database, batch, loaded_at=loaded + number * 3 * HOUR)
         outcome = transform.run_models(dbt_settings(home, pairs if number >= 2 else pairs[:2]), database)
@@ -178,13 +178,13 @@ def test_scoped_tests_check_every_candle_rebuilt_from_recent_loads(database: Con
 
     def break_candle(ts: datetime) -> None:  # high below low: candle_sanity must fail on it
         with connect(database) as conn, conn.cursor() as cur:
-            cur.execute("update alphadb_intermediate.int_candles_1h set high = low - 1 where pair = 'BTC/USDT' and ts = %s", (ts,))
+            cur.execute("update dbt_intermediate.int_candles_1h set high = low - 1 where pair = 'BTC/USDT' and ts = %s", (ts,))
             assert cur.rowcount == 1
 
     # an old broken candle and an old hole, outside the candles rebuilt from the last week's loads
     break_candle(start + 5 * day)
     with connect(database) as conn, conn.cursor() as cur:
-        cur.execute("delete from alphadb_intermediate.int_candles_1h where pair = 'ETH/USDT' and ts >= %s and ts < %s",
+        cur.execute("delete from dbt_intermediate.int_candles_1h where pair = 'ETH/USDT' and ts >= %s and ts < %s",
                     (start + 6 * day, start + 6 * day + 5 * HOUR))
         assert cur.rowcount == 5
     scoped = transform.run_tests(settings, database, loaded_since=since)

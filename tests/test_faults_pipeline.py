@@ -130,7 +130,7 @@ def marts(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def expected_marts(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
-    """What a complete build of the raw points stored now gives (DESIGN.md §3, the Python reference)."""
+    """What a complete build of the raw points stored now gives (docs/design.md, the Python reference)."""
     now_ms = int(time.time() * 1000)
     out = {}
     for name, (pair, timeframe) in MARTS.items():

@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis).
 
 - points -> candles: any shuffle, duplication or split of the same points gives the same candles.
-  Checked on a pure-Python reference of DESIGN.md §3, on the real response parser, and (a few
+  Checked on a pure-Python reference of docs/design.md, on the real response parser, and (a few
   examples) through the real dbt models, loaded in two batches with an incremental run in between.
 - request planning: windows cover the range exactly, none exceeds 90 days, none starts before the
   plan's history limit.

@@ -1,6 +1,6 @@
 """scripts/run_elt.sh end to end, the way cron runs it: a bare environment (PATH=/usr/bin:/bin,
 HOME and the AlphaDB settings only), another working directory, the CoinGecko simulator over HTTP
-and a real PostgreSQL. Every exit code of DESIGN.md §4 is produced here for real."""
+and a real PostgreSQL. Every exit code of docs/design.md is produced here for real."""
 
 from __future__ import annotations
 

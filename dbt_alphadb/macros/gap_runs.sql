@@ -1,7 +1,7 @@
 {#- Runs of consecutive unsampled buckets (sample_count = 0) in a candle relation with columns pair, ts
     and sample_count: one row per run with its first bucket (gap_start), the end of its last bucket
     (gap_end, exclusive: re-fetching [gap_start, gap_end) heals it) and its length in buckets.
-    `relation` is wrapped in a select: in a test it can be an aliased subquery (macros/test_scope.sql). -#}
+    `relation` is wrapped in a select: in a test it is an aliased subquery (tests/generic/no_gaps.sql). -#}
 {% macro unsampled_runs(relation, timeframe) -%}
     select
         unsampled.pair,

@@ -1,5 +1,5 @@
-{#- Custom schemas are used verbatim (alphadb_staging, alphadb_intermediate), everything else goes
-    to the target schema (public): dbt's default would prefix them as public_alphadb_staging. -#}
+{#- Custom schemas are used verbatim (dbt_staging, dbt_intermediate, dbt_test_failures), everything
+    else goes to the target schema (public): dbt's default would prefix them as public_dbt_staging. -#}
 {% macro generate_schema_name(custom_schema_name, node) -%}
     {%- if custom_schema_name is none -%}
         {{ target.schema }}

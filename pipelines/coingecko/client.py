@@ -260,7 +260,7 @@ class CoinGeckoClient:
             )
         if status == 404 and pair is not None:
             return CoinNotFound(
-                f"CoinGecko does not know coin id {pair.coin_id!r} (pair {pair.name}): fix it in pairs.conf or ALPHADB_PAIRS "
+                f"CoinGecko does not know coin id {pair.coin_id!r} (pair {pair.name}): fix it in dbt_alphadb/dbt_project.yml (vars: pairs) or ALPHADB_PAIRS "
                 "(ids are like 'bitcoin', see /coins/list)."
             )
         if status == 400 and pair is not None and "vs_currency" in message:

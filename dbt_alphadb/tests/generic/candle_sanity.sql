@@ -1,4 +1,4 @@
-{#- Fails with every candle whose prices contradict each other. -#}
+{#- Fails with every candle (from tests_scope_start()) whose prices contradict each other. -#}
 {% test candle_sanity(model) %}
 {{ config(store_failures=true) }}
 select
@@ -10,7 +10,7 @@ select
     candles.close,
     candles.volume,
     candles.sample_count
-from (select * from {{ model }}) as candles
+from {{ candles_in_tests_scope(model) }}
 where
     candles.low > least(candles.open, candles.close)
     or candles.high < greatest(candles.open, candles.close)

@@ -1,5 +1,6 @@
-{#- Fails for every configured pair whose latest complete candle is older than max_age (default: the
-    var recency_max_age_<timeframe>), including a configured pair with no candle at all. -#}
+{#- Fails for every configured pair whose latest complete candle (from tests_scope_start()) is older
+    than max_age (default: the var recency_max_age_<timeframe>), including a configured pair with no
+    candle at all. -#}
 {% test recency_per_pair(model, timeframe, max_age=none) %}
 {{ config(store_failures=true) }}
 {%- set max_age = var("recency_max_age_" ~ timeframe) if max_age is none else max_age %}
@@ -7,12 +8,12 @@ select
     configured.pair,
     latest.latest_complete_ts,
     '{{ max_age }}'::text as max_age
-from {{ pairs_relation() }} as configured (pair, coin_id, vs_currency)
+from {{ ref('int_configured_pairs') }} as configured
 left join (
     select
         candles.pair,
         max(candles.ts) as latest_complete_ts
-    from (select * from {{ model }}) as candles
+    from {{ candles_in_tests_scope(model) }}
     where candles.is_complete
     group by candles.pair
 ) as latest on configured.pair = latest.pair

@@ -1,28 +1,21 @@
-{#- One row per raw point of a configured pair, with the pair's name attached. A plain view: filters
-    on loaded_at and ts reach the raw table's indexes. -#}
+{#- The raw points, typed. A plain view: filters on loaded_at and on (coin_id, vs_currency, ts) reach
+    the raw table's indexes. -#}
 with
 
 source as (
     select * from {{ source('coingecko', 'market_chart_points') }}
 ),
 
-pairs as (
+renamed as (
     select
-        configured.pair,
-        configured.coin_id,
-        configured.vs_currency
-    from {{ pairs_relation() }} as configured (pair, coin_id, vs_currency)
+        coin_id::text as coin_id,
+        vs_currency::text as vs_currency,
+        ts::timestamptz as ts,
+        price::double precision as price,
+        market_cap::double precision as market_cap,
+        total_volume::double precision as total_volume,
+        loaded_at::timestamptz as loaded_at
+    from source
 )
 
-select
-    pairs.pair,
-    source.coin_id::text as coin_id,
-    source.vs_currency::text as vs_currency,
-    source.ts::timestamptz as ts,
-    source.price::double precision as price,
-    source.market_cap::double precision as market_cap,
-    source.total_volume::double precision as total_volume,
-    source.loaded_at::timestamptz as loaded_at
-from source
-inner join pairs
-    on source.coin_id = pairs.coin_id and source.vs_currency = pairs.vs_currency
+select * from renamed

@@ -1,0 +1,38 @@
+{#- For the incremental candle models: raw points loaded after this instant have not been turned into
+    candles of {{ this }} yet. The latest `source_loaded_at` already processed, minus the var
+    `incremental_safety` (a load still committing while the last run read the raw table). -#}
+{% macro incremental_watermark() -%}
+    (
+        select
+            coalesce(max(processed.source_loaded_at), '-infinity'::timestamptz)
+            - interval '{{ var("incremental_safety") }}'
+        from {{ this }} as processed
+    )
+{%- endmacro %}
+
+{#- Post-hook of the candle models: removes the candles of pairs no longer configured (their raw points
+    stay). The pairs present are found by a loose index scan of the (pair, ts) index, one probe per
+    pair, so the check costs the same whatever the history; a full refresh builds configured pairs
+    only. -#}
+{% macro delete_unconfigured_pairs() -%}
+    {%- if is_incremental() -%}
+        with recursive present (pair) as (
+            (select candles.pair from {{ this }} as candles order by candles.pair limit 1)
+            union all
+            select (
+                select later.pair from {{ this }} as later
+                where later.pair > present.pair
+                order by later.pair limit 1
+            )
+            from present
+            where present.pair is not null
+        )
+
+        -- = any(array(...)): the pairs to delete become one value, so the delete probes the index too
+        delete from {{ this }}
+        where pair = any(array(
+            select present.pair from present
+            where present.pair not in (select configured.pair from {{ ref('int_configured_pairs') }} as configured)
+        ))
+    {%- endif -%}
+{%- endmacro %}
