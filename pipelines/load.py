@@ -147,7 +147,9 @@ def ensure_indexes(connection: Connection) -> None:
 
 
 def drop_same_instant_twins(connection: Connection, progress: Sequence[PairProgress]) -> int:
-    """A live point stored as `t.000` and later served precisely as `t.xyz` is one instant: keep the precise row."""
+    """A live point stored as `t.000` and later served precisely as `t.xyz` is one instant: keep the precise row.
+
+    The parser's rule: only a precise row that carries a value makes a whole-second row its twin."""
     removed = 0
     table = sql.Identifier(DATASET, RESOURCE_NAME)
     statement = sql.SQL(
@@ -157,7 +159,8 @@ def drop_same_instant_twins(connection: Connection, progress: Sequence[PairProgr
           and truncated.ts between %(low)s and %(high)s
           and date_trunc('second', truncated.ts) = truncated.ts
           and precise.coin_id = truncated.coin_id and precise.vs_currency = truncated.vs_currency
-          and precise.ts > truncated.ts and precise.ts < truncated.ts + interval '1 second'"""
+          and precise.ts > truncated.ts and precise.ts < truncated.ts + interval '1 second'
+          and num_nonnulls(precise.price, precise.market_cap, precise.total_volume) > 0"""
     ).format(table=table)
     with connect(connection) as conn, conn.cursor() as cur:
         for item in progress:

@@ -4,7 +4,8 @@ Quirks handled (see shared/coingecko/PROVENANCE.md): the three series are joined
 timestamps (they may differ in length), points are sorted, duplicate timestamps keep the last
 value, a second-truncated copy of an instant (the trailing live point, `...54.000` next to
 `...54.955`) is dropped in favour of the precise one, points outside the requested window and
-points with no value at all are dropped. Source timestamps are kept as they are (ms).
+points with no value at all are dropped (before the twin rule: a precise point without a value
+never displaces a whole-second one that has one). Source timestamps are kept as they are (ms).
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def _series(body: dict[str, Any], key: str) -> dict[int, float | None]:
 
 
 def _drop_truncated_twins(timestamps: list[int]) -> list[int]:
-    """Drop `t.000` when a precise `t.xyz` of the same second exists: one instant, one row."""
+    """Drop `t.000` when a precise `t.xyz` of the same second exists: one instant, one row.
+
+    `timestamps` are the points that carry a value: a precise point with none is no twin, so a
+    whole-second point with a value is never dropped for it."""
     precise_seconds = {ts // 1000 for ts in timestamps if ts % 1000}
     return [ts for ts in timestamps if ts % 1000 or ts // 1000 not in precise_seconds]
 
@@ -121,14 +125,17 @@ def _fast_columns(body: dict[str, Any], low: float, high: float) -> tuple[pa.Arr
     last = pc.sum(pc.less_equal(ts, high)).as_py() or 0
     ts = ts.slice(first, max(0, last - first))
     values = [series.slice(first, len(ts)) for _, series in parsed]
-    keep = pc.invert(pc.and_(pc.and_(pc.is_null(values[0]), pc.is_null(values[1])), pc.is_null(values[2])))
+    # Points with no value go first: only a precise point that carries a value has a twin.
+    has_value = pc.invert(pc.and_(pc.and_(pc.is_null(values[0]), pc.is_null(values[1])), pc.is_null(values[2])))
+    ts, values = ts.filter(has_value), [v.filter(has_value) for v in values]
     if len(ts) > 1:
         # `t.000` directly followed by a precise point of the same second is its truncated twin.
         seconds = pc.divide(ts, 1000)
         whole = pc.equal(pc.subtract(ts, pc.multiply(seconds, 1000)), 0)
         twin = pc.and_(whole[:-1], pc.equal(seconds[1:], seconds[:-1]))
-        keep = pc.and_(keep, pc.invert(pa.concat_arrays([twin, pa.array([False])])))
-    return ts.filter(keep), [v.filter(keep) for v in values]
+        keep = pc.invert(pa.concat_arrays([twin, pa.array([False])]))
+        ts, values = ts.filter(keep), [v.filter(keep) for v in values]
+    return ts, values
 
 
 def parse_market_chart(
@@ -160,17 +167,11 @@ def parse_market_chart(
     except TypeError as exc:
         raise MalformedResponse(f"CoinGecko {what}: malformed data: {exc}; nothing loaded") from None
 
-    stamps = sorted({ts for points in series.values() for ts in points if low <= ts <= high})
-    stamps = _drop_truncated_twins(stamps)
-    columns: dict[str, list[Any]] = {column: [] for _, column in SERIES}
-    kept: list[int] = []
-    for ts in stamps:
-        values = [series[column].get(ts) for _, column in SERIES]
-        if all(v is None for v in values):
-            continue
-        kept.append(ts)
-        for (_, column), value in zip(SERIES, values):
-            columns[column].append(value)
+    stamps = {ts for points in series.values() for ts in points if low <= ts <= high}
+    # Points with no value go first: only a precise point that carries a value has a twin.
+    valued = [ts for ts in sorted(stamps) if any(series[column].get(ts) is not None for _, column in SERIES)]
+    kept = _drop_truncated_twins(valued)
+    columns: dict[str, list[Any]] = {column: [series[column].get(ts) for ts in kept] for _, column in SERIES}
 
     n = len(kept)
     return pa.table(
