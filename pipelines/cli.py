@@ -60,11 +60,15 @@ def backfill_range(args: argparse.Namespace, now: datetime) -> tuple[datetime, d
     return start, end, f"{args.start}..{end_date}"
 
 
-def _connection(settings: Settings):  # type: ignore[no-untyped-def]
+def _connection(settings: Settings, fetches: bool = False):  # type: ignore[no-untyped-def]
     from pipelines.database import check_database, resolve_connection
 
     connection = resolve_connection(settings)
     check_database(connection)
+    if fetches:  # a command that loads: the source must be reachable (and the database's own) first
+        from pipelines.source import preflight
+
+        preflight(settings, connection)
     return connection
 
 
@@ -89,7 +93,7 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_incremental
 
     pairs = [settings.pair(args.pair)] if args.pair is not None else None
-    return _print_load(load_incremental(settings, _connection(settings), pairs))
+    return _print_load(load_incremental(settings, _connection(settings, fetches=True), pairs))
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -99,7 +103,7 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_range
 
     runlog.line(runlog.RUNNING, f"backfill {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC")
-    return _print_load(load_range(settings, _connection(settings), start, end, pairs, job=job))
+    return _print_load(load_range(settings, _connection(settings, fetches=True), start, end, pairs, job=job))
 
 
 def _dbt_outcome(outcome) -> int:  # type: ignore[no-untyped-def]
@@ -132,7 +136,7 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_heal(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import heal
 
-    return heal.heal(settings, _connection(settings))
+    return heal.heal(settings, _connection(settings, fetches=True))
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:

@@ -162,12 +162,14 @@ class Job:
     def load(self, connection: Any) -> bool:
         """Load every pair; True when at least one pair loaded (the rest of the job can run)."""
         from pipelines.load import load_incremental
+        from pipelines.source import preflight
 
         settings = self.settings
         self.step_name = "Backfill"
         runlog.line(runlog.RUNNING, f"Running backfill for last {settings.backfill_days} days...")
         started = time.monotonic()
         try:
+            preflight(settings, connection)  # the source is reachable (and this database's) before any write
             report = load_incremental(settings, connection)
         except AlphaDBError as exc:
             self.fail(exc.exit_code, f"Backfill failed after {time.monotonic() - started:.1f}s: {exc}")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from nightly_support import LOG_LINE, REPO_ROOT, WebhookReceiver, assert_log_format, log_lines
-from pipelines import alerts, heal, nightly, report, runlog
+from pipelines import alerts, heal, nightly, report, runlog, source
 from pipelines.config import Pair, load_settings
 from pipelines.errors import AlphaDBError, ConfigError, DatabaseUnavailable, LockHeld
 
@@ -362,6 +362,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setattr(database, "resolve_connection", lambda settings: types.SimpleNamespace(dbname="market"))
     monkeypatch.setattr(database, "check_database", check_database)
     monkeypatch.setattr(report, "log_report", lambda settings, connection, gaps=None: w.calls.append("report") or 0)
+    monkeypatch.setattr(source, "preflight", lambda settings, connection: None)  # no API behind these fakes
     return w
 
 
