@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)")
     add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
+    from pipelines import maintenance
+
+    maintenance.add_commands(add, _connection)
     return parser
 
 

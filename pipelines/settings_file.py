@@ -49,6 +49,7 @@ KNOWN_SETTINGS = (
     "ALPHADB_ENV_FILE",
     "ALPHADB_HEALTHCHECK_URL",
     "SLACK_WEBHOOK_URL",
+    "ALPHADB_DEMO_HOME",  # where `make demo` keeps its own state, database and log
     # Tuning and troubleshooting
     "ALPHADB_LOAD_LOCK_WAIT_S",
     "ALPHADB_DEBUG",

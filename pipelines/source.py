@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import errno
 import socket
+from dataclasses import dataclass
 from typing import Any
 
-from pipelines.errors import AlphaDBError
+from pipelines.database import connect
+from pipelines.errors import AlphaDBError, ConfigError
 
 QUICK_RETRY_S = 1.0  # the one retry of an unreachable host: a blip of the resolver or a restart
 UNREACHABLE_ATTEMPTS = 2
 OFFLINE_HINT = "`make demo` runs the job offline against the bundled CoinGecko simulator"
+SIMULATOR_MARK = "alphadb_simulator"  # in the bundled simulator's /ping answer
 _NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED}
 
 
@@ -57,8 +60,75 @@ def host_unreachable(host: str, reason: str, attempts: int) -> HostUnreachable:
     )
 
 
-def preflight(settings: Any, connection: Any) -> None:
-    """Before a load writes anything: one cheap request proves the API host is reachable."""
+@dataclass(frozen=True)
+class Source:
+    """Where a run's points come from: `simulator` or `coingecko`, and the base URL used."""
+
+    kind: str
+    base_url: str
+
+    @property
+    def label(self) -> str:
+        return f"the CoinGecko simulator ({self.base_url})" if self.kind == "simulator" else f"CoinGecko ({self.base_url})"
+
+
+class SourceMismatch(ConfigError):
+    """The database holds another source's points (exit 2): nothing was written."""
+
+
+def identify(ping_answer: Any, base_url: str) -> Source:
+    """The source behind an API's `/ping` answer: the bundled simulator marks its own."""
+    simulated = isinstance(ping_answer, dict) and ping_answer.get(SIMULATOR_MARK) is True
+    return Source("simulator" if simulated else "coingecko", base_url)
+
+
+def where(settings: Any, connection: Any) -> str:
+    """`database market at /socket (ALPHADB_HOME=...)`: enough to tell two databases apart."""
+    place = f"ALPHADB_HOME={settings.home}" if settings.embedded_database else f"{connection.host}:{connection.port}"
+    return f"database {connection.dbname} ({place})"
+
+
+_CREATE = """
+create schema if not exists ops;
+create table if not exists ops.data_source (
+    only_row boolean primary key default true check (only_row),
+    kind text not null check (kind in ('coingecko', 'simulator')),
+    base_url text not null,
+    recorded_at timestamptz not null default now()
+);
+comment on table ops.data_source is
+    'Where this database''s raw points come from (one row): coingecko or the bundled simulator. '
+    'Runs from another source stop before writing; `alphadb reset-source --yes` clears it.';
+"""
+
+
+def claim(connection: Any, source: Source, place: str) -> None:
+    """Record the database's source on its first run; raise SourceMismatch when it holds another."""
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('ops.data_source') is not null")
+        if not cur.fetchone()[0]:
+            cur.execute(_CREATE)
+        cur.execute(
+            "insert into ops.data_source (kind, base_url) values (%s, %s) on conflict (only_row) do nothing",
+            (source.kind, source.base_url),
+        )
+        cur.execute("select kind, base_url from ops.data_source")
+        kind, base_url = cur.fetchone()
+    if kind != source.kind:
+        held = Source(kind, base_url)
+        raise SourceMismatch(
+            f"{place} holds points from {held.label}, but this run's source is {source.label}; nothing written. "
+            "Give this source its own ALPHADB_HOME or POSTGRES_DB, or run `alphadb reset-source --yes` to delete "
+            "this database's points and switch it to the new source"
+        )
+
+
+def preflight(settings: Any, connection: Any) -> Source:
+    """Before a load writes anything: the API host answers `/ping` (reachable, key accepted) and
+    is the source this database already holds."""
     from pipelines.coingecko.client import CoinGeckoClient
 
-    CoinGeckoClient(settings).ping()
+    client = CoinGeckoClient(settings)
+    source = identify(client.ping(), client.base_url)
+    claim(connection, source, where(settings, connection))
+    return source
