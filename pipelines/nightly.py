@@ -5,7 +5,8 @@ gap heal → data-quality report → finished, each step logged with its duratio
 alert and the healthcheck `/fail` ping, on success the success ping.
 
 Exit codes: 0 success; 1 load, transform or unexpected failure; 2 configuration; 3 database not
-accessible; 4 data-quality tests failed (data was loaded); 75 another run holds the lock. When
+accessible; 4 data-quality tests failed (data was loaded); 5 a configured coin is unknown to the API
+(the other pairs were loaded); 75 another run holds the lock. When
 several steps fail, the first failure's code wins and the alert lists all of them.
 """
 

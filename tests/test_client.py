@@ -394,7 +394,7 @@ def test_unknown_coin_is_named(tmp_path: Path, simulator) -> None:  # type: igno
     with pytest.raises(CoinNotFound) as info:
         fetch(client(tmp_path, simulator.base_url, Sleeps()), pair)
     assert "'no-such-coin'" in str(info.value) and "NOPE/USDT" in str(info.value) and "ALPHADB_PAIRS" in str(info.value)
-    assert info.value.exit_code == 2 and len(data_requests(simulator)) == 1
+    assert info.value.exit_code == 5 and len(data_requests(simulator)) == 1
 
 
 def test_invalid_vs_currency_is_a_config_error(tmp_path: Path, simulator) -> None:  # type: ignore[no-untyped-def]

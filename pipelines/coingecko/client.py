@@ -21,7 +21,7 @@ import requests
 
 from pipelines.coingecko.settings import USER_AGENT
 from pipelines.config import Pair, Settings
-from pipelines.errors import AlphaDBError, ConfigError
+from pipelines.errors import AlphaDBError, ConfigError, UnknownCoin
 from pipelines.source import QUICK_RETRY_S, UNREACHABLE_ATTEMPTS, HostUnreachable, host_unreachable, unreachable_reason
 
 log = logging.getLogger("alphadb.coingecko")
@@ -34,8 +34,8 @@ class CoinGeckoError(AlphaDBError):
     """The API could not deliver a window after bounded retries (exit 1)."""
 
 
-class CoinNotFound(ConfigError):
-    """A configured coin id does not exist (exit 2): a pairs-config error."""
+class CoinNotFound(UnknownCoin):
+    """A configured coin id does not exist (exit 5): only that pair fails, the others load."""
 
 
 class HistoryLimitExceeded(ConfigError):
