@@ -72,11 +72,15 @@ def backfill_range(args: argparse.Namespace, now: datetime) -> tuple[datetime, d
     return start, end, f"{args.start}..{end_date}"
 
 
-def _connection(settings: Settings) -> Connection:
+def _connection(settings: Settings, fetches: bool = False) -> Connection:
     from pipelines.database import check_database, resolve_connection
 
     connection = resolve_connection(settings)
     check_database(connection)
+    if fetches:  # a command that loads: the source must be reachable (and the database's own) first
+        from pipelines.source import preflight
+
+        preflight(settings, connection)
     return connection
 
 
@@ -101,7 +105,7 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_incremental
 
     pairs = [settings.pair(args.pair)] if args.pair is not None else None
-    return _print_load(load_incremental(settings, _connection(settings), pairs, now=_now()))
+    return _print_load(load_incremental(settings, _connection(settings, fetches=True), pairs, now=_now()))
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -112,7 +116,7 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_range
 
     runlog.line(runlog.RUNNING, f"backfill {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC")
-    return _print_load(load_range(settings, _connection(settings), start, end, pairs, job=job, now=now))
+    return _print_load(load_range(settings, _connection(settings, fetches=True), start, end, pairs, job=job, now=now))
 
 
 def _log_dbt_outcome(outcome: DbtOutcome) -> None:
@@ -145,7 +149,7 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_heal(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import heal, load, transform
 
-    return heal.heal(settings, _connection(settings), load, transform, _now())
+    return heal.heal(settings, _connection(settings, fetches=True), load, transform, _now())
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
@@ -255,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("dbt-env", cmd_dbt_env, "print the POSTGRES_* exports for dbt run by hand in dbt_alphadb/ (never the password)")
     add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
     sub.add_parser("log-file", help="print the run log's path", description="print the run log's path")
+
+    from pipelines import maintenance
+
+    maintenance.add_commands(add, _connection)
     return parser
 
 

@@ -8,6 +8,7 @@ them.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -22,6 +23,7 @@ from dotenv import dotenv_values
 
 from pipelines.errors import ConfigError
 from pipelines import logfile
+from pipelines.settings_file import check_settings_file, warn_unknown_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_FILE = REPO_ROOT / "dbt_alphadb" / "dbt_project.yml"
@@ -230,26 +232,33 @@ def _url(env: Mapping[str, str], name: str, secret: bool = False) -> str | None:
     return raw.rstrip("/")
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """The `.env` values; an unreadable file is a configuration error, a missing one is fine."""
+def read_env_file(path: Path, strict: bool = False) -> dict[str, str]:
+    """The `.env` values; an unreadable file is a configuration error, a missing one is fine.
+    `strict`: a line that is not NAME=value, a comment or blank is a configuration error too."""
     if not path.exists():
         return {}
     try:
         mode = path.stat().st_mode
-        with path.open(encoding="utf-8") as handle:
-            values = dotenv_values(stream=handle)
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc.__class__.__name__}: {getattr(exc, 'strerror', '') or exc}") from None
+    if strict:
+        check_settings_file(path, text)
+    values = dotenv_values(stream=io.StringIO(text))
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         warnings.warn(f"{path} is readable by other users: run `chmod 600 {path}` (it holds secrets)", stacklevel=2)
     return {k: v for k, v in values.items() if v is not None}
 
 
-def merged_environment(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> dict[str, str]:
+def merged_environment(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = None, strict: bool = False
+) -> dict[str, str]:
     """`.env` values overlaid by the real environment (the environment wins)."""
     environ = os.environ if environ is None else environ
     path = Path(environ.get("ALPHADB_ENV_FILE") or env_file or logfile.ENV_FILE)
-    merged = read_env_file(path)
+    merged = read_env_file(path, strict)
+    if strict:
+        warn_unknown_settings(merged, path, environ)
     merged.update(environ)
     return merged
 
@@ -274,7 +283,7 @@ def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad variable."""
-    env = merged_environment(environ, env_file)
+    env = merged_environment(environ, env_file, strict=True)
     api_key, plan = _plan(env)
 
     check_no_legacy_pairs_file()

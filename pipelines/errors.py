@@ -27,6 +27,12 @@ class DataQualityError(AlphaDBError):
     exit_code = 4
 
 
+class UnknownCoin(AlphaDBError):
+    """A configured coin id the API does not know: that pair failed, the other pairs were loaded."""
+
+    exit_code = 5
+
+
 class LockHeld(AlphaDBError):
     """Another run holds the lock: nothing was done."""
 
@@ -39,3 +45,4 @@ EXIT_CONFIG = ConfigError.exit_code
 EXIT_DATABASE = DatabaseUnavailable.exit_code
 EXIT_QUALITY = DataQualityError.exit_code
 EXIT_LOCKED = LockHeld.exit_code
+EXIT_UNKNOWN_COIN = UnknownCoin.exit_code

@@ -8,7 +8,8 @@ The job's collaborators (the database, the loader, the transformer, the healer, 
 the alerter) are handed to it (`Collaborators`); `run` hands it the real ones unless told otherwise.
 
 Exit codes: 0 success; 1 load, transform or unexpected failure; 2 configuration; 3 database not
-accessible; 4 data-quality tests failed (data was loaded); 75 another run holds the lock. When
+accessible; 4 data-quality tests failed (data was loaded); 5 a configured coin is unknown to the API
+(the other pairs were loaded); 75 another run holds the lock. When
 several steps fail, the first failure's code wins and the alert lists all of them.
 """
 
@@ -185,6 +186,8 @@ class Job:
         runlog.line(runlog.RUNNING, f"Running backfill for last {self.settings.lookback_days} days...")
         started = time.monotonic()
         try:
+            # the source is reachable, and is this database's own, before anything is written
+            self.parts.loader.preflight(self.settings, connection)
             load_report = self.parts.loader.load_incremental(self.settings, connection, now=self.now)
         except AlphaDBError as exc:
             self.fail(exc.exit_code, f"{NIGHTLY_LOAD_STEP} failed after {time.monotonic() - started:.1f}s: {exc}")

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The nightly job offline: the bundled CoinGecko simulator on a free loopback port, the
-# embedded PostgreSQL (unless POSTGRES_HOST is set), then the data-quality report.
+# The nightly job offline: the bundled CoinGecko simulator on a free loopback port, an embedded
+# PostgreSQL of its own, then the data-quality report.
+#
+# The demo never touches production: its state, embedded database (`alphadb_demo`) and run log
+# live under ALPHADB_DEMO_HOME (default .alphadb-demo/), whatever .env says, and it sends no
+# alert or healthcheck ping. The database records that its points are simulated.
 set -Eeuo pipefail
 REPO="$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)"
 PY="$REPO/.venv/bin/python"
@@ -29,5 +33,10 @@ base_url="$(head -n1 "$workdir/sim.out")"
 [[ -n "$base_url" ]] || { echo "❌ the simulator did not start" >&2; exit 1; }
 echo "CoinGecko simulator at $base_url"
 
+demo_home="${ALPHADB_DEMO_HOME:-$REPO/.alphadb-demo}"
+echo "Demo state, database and log under $demo_home (production settings are not used)"
 export COINGECKO_BASE_URL="$base_url" COINGECKO_PLAN=public COINGECKO_API_KEY= COINGECKO_RATE_LIMIT_PER_MIN=600
+export ALPHADB_HOME="$demo_home" ALPHADB_LOG_FILE="$demo_home/alphadb-demo.log"
+export POSTGRES_HOST= POSTGRES_DB=alphadb_demo POSTGRES_USER=trader POSTGRES_PASSWORD=demo-only
+export SLACK_WEBHOOK_URL= ALPHADB_HEALTHCHECK_URL=
 "$REPO/scripts/run_elt.sh"

@@ -5,7 +5,7 @@
 # it finds the repository from its own path and runs `.venv/bin/alphadb run`, which loads `.env`,
 # takes the run lock and does every step (see pipelines/nightly.py). This wrapper only checks
 # that the virtualenv exists, forwards SIGTERM/SIGINT to the job, and passes its exit code on:
-#   0 ok · 1 load/transform/unexpected · 2 configuration · 3 database · 4 data quality · 75 locked
+#   0 ok · 1 load/transform/unexpected · 2 configuration · 3 database · 4 data quality · 5 unknown coin · 75 locked
 set -Eeuo pipefail
 
 SCRIPT_PATH="$(readlink -f "${BASH_SOURCE[0]}")"

@@ -299,6 +299,9 @@ class World:
             raise self.source_error
         return 1
 
+    def preflight(self, settings: Settings, connection: Connection) -> None:
+        return None  # no API behind these fakes
+
     def load_incremental(self, settings: Settings, connection: Connection, pairs: Sequence[Pair] | None = None, now: datetime | None = None) -> LoadReport:
         self.calls.append("load")
         if self.interrupt_load:

@@ -15,7 +15,7 @@ from http_support import closed_port, data_requests
 from postgres_support import counts, dlt_cursors, user_tables
 from process_support import error_lines, output, run_cli
 
-from pipelines.errors import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_LOCKED
+from pipelines.errors import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILURE, EXIT_LOCKED, EXIT_UNKNOWN_COIN
 
 TODAY = datetime.now(timezone.utc).date()
 SECRET = "CG-demo-cli-s3cr3t-key"
@@ -87,10 +87,10 @@ def test_bad_arguments_in_a_subprocess_exit_2_and_write_nothing(alphadb_env: dic
     assert data_requests(simulator) == []  # and nothing asked of CoinGecko
 
 
-def test_unknown_coin_other_pair_loaded_exit_2(alphadb_env: dict[str, str], database, simulator) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_coin_other_pair_loaded_exit_5(alphadb_env: dict[str, str], database, simulator) -> None:  # type: ignore[no-untyped-def]
     env = {**alphadb_env, "ALPHADB_PAIRS": "NOPE/USDT=no-such-coin:usd,BTC/USDT=bitcoin:usd"}
     result = run_cli(env, "load")
-    assert result.returncode == EXIT_CONFIG, output(result)
+    assert result.returncode == EXIT_UNKNOWN_COIN, output(result)  # not 2: the other pair was written
     errors = error_lines(result)
     assert len(errors) == 1 and "'no-such-coin'" in errors[0] and "NOPE/USDT" in errors[0], output(result)
     assert "✅ BTC/USDT" in output(result)

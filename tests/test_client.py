@@ -28,6 +28,7 @@ from pipelines.coingecko.client import (
 )
 from pipelines.config import Pair, Settings, load_settings
 from pipelines.errors import ConfigError
+from pipelines.source import HostUnreachable
 
 BTC = Pair("BTC/USDT", "bitcoin", "usd")
 DEMO_KEY, PRO_KEY = "CG-demo-test-key", "CG-pro-test-key"
@@ -320,10 +321,10 @@ def test_connection_refused(tmp_path: Path) -> None:
     port = closed_port()
     sleeps = Sleeps()
     c = client(tmp_path, f"http://127.0.0.1:{port}/api/v3", sleeps)
-    with pytest.raises(CoinGeckoError) as info:
+    with pytest.raises(HostUnreachable) as info:
         fetch(c)
-    assert f"cannot connect to 127.0.0.1:{port}" in str(info.value) and "BTC/USDT" in str(info.value)
-    assert c.requests_made == 6 and len(sleeps) == 5
+    assert f"host 127.0.0.1:{port} could not be reached (connection refused" in str(info.value)
+    assert c.requests_made == 2 and len(sleeps) == 1  # one quick retry, not the transient-error backoff
 
 
 # --- bodies that are not JSON ------------------------------------------------------------------
@@ -409,7 +410,7 @@ def test_unknown_coin_is_named(tmp_path: Path, simulator) -> None:  # type: igno
     with pytest.raises(CoinNotFound) as info:
         fetch(client(tmp_path, simulator.base_url, Sleeps()), pair)
     assert "'no-such-coin'" in str(info.value) and "NOPE/USDT" in str(info.value) and "ALPHADB_PAIRS" in str(info.value)
-    assert info.value.exit_code == 2 and len(data_requests(simulator)) == 1
+    assert info.value.exit_code == 5 and len(data_requests(simulator)) == 1
 
 
 def test_invalid_vs_currency_is_a_config_error(tmp_path: Path, simulator) -> None:  # type: ignore[no-untyped-def]

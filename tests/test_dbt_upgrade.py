@@ -11,7 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from loader_support import REPO_ROOT, data_requests, dlt_cursors, output, query, run_cli
+from cron_support import REPO_ROOT
+from http_support import data_requests
+from postgres_support import dlt_cursors, query
+from process_support import output, run_cli
 from pipelines.database import Connection, embedded_bin
 from pipelines.simulator import Simulator
 

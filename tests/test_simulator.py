@@ -76,7 +76,7 @@ def error_code(response: requests.Response) -> int:
 # --- data: granularity, determinism, live point, jitter -------------------------------------
 
 def test_ping(sim: Simulator) -> None:
-    assert ok(get(sim, "/ping")) == {"gecko_says": "(V3) To the Moon!"}
+    assert ok(get(sim, "/ping")) == {"gecko_says": "(V3) To the Moon!", "alphadb_simulator": True}
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,8 @@ import requests
 
 from pipelines.coingecko.settings import USER_AGENT
 from pipelines.config import Pair, Settings
-from pipelines.errors import AlphaDBError, ConfigError
+from pipelines.errors import AlphaDBError, ConfigError, UnknownCoin
+from pipelines.source import QUICK_RETRY_S, UNREACHABLE_ATTEMPTS, HostUnreachable, host_unreachable, unreachable_reason
 
 log = logging.getLogger("alphadb.coingecko")
 
@@ -33,8 +34,8 @@ class CoinGeckoError(AlphaDBError):
     """The API could not deliver a window after bounded retries (exit 1)."""
 
 
-class CoinNotFound(ConfigError):
-    """A configured coin id does not exist (exit 2): a pairs-config error."""
+class CoinNotFound(UnknownCoin):
+    """A configured coin id does not exist (exit 5): only that pair fails, the others load."""
 
 
 class HistoryLimitExceeded(ConfigError):
@@ -143,11 +144,12 @@ class CoinGeckoClient:
         self._sleep = sleep
         self.requests_made = 0
         self.retries = 0
+        self.unreachable: HostUnreachable | None = None  # once seen, every later request fails at once
 
     # -- public endpoints -------------------------------------------------------------------
-    def ping(self) -> None:
+    def ping(self) -> Any:
         """One cheap request that proves the host is reachable and the key fits the plan."""
-        self._get("/ping", {}, "ping")
+        return self._get("/ping", {}, "ping")
 
     def market_chart(self, pair: Pair, days: int) -> dict[str, Any]:
         params = {"vs_currency": pair.vs_currency, "days": str(days), "precision": "full"}
@@ -164,6 +166,8 @@ class CoinGeckoClient:
         return text
 
     def _get(self, path: str, params: dict[str, str], what: str, pair: Pair | None = None) -> Any:
+        if self.unreachable is not None:
+            raise self.unreachable
         deadline = time.monotonic() + self.settings.retry_budget_s
         last_problem = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -176,7 +180,12 @@ class CoinGeckoClient:
             except requests.Timeout:
                 wait, last_problem = self._backoff(attempt), f"no answer within {self.settings.request_timeout_s:g}s"
             except requests.RequestException as exc:
-                wait, last_problem = self._backoff(attempt), f"cannot connect to {self._host()} ({type(exc).__name__})"
+                unreachable = unreachable_reason(exc)
+                if unreachable is not None and attempt >= UNREACHABLE_ATTEMPTS:
+                    self.unreachable = host_unreachable(self._host(), unreachable, attempt)
+                    raise self.unreachable from None
+                wait = QUICK_RETRY_S if unreachable is not None else self._backoff(attempt)
+                last_problem = f"cannot connect to {self._host()} ({unreachable or type(exc).__name__})"
             else:
                 outcome = self._handle(response, what, pair)
                 if not isinstance(outcome, _Retry):

@@ -4,7 +4,8 @@ Quirks handled (the real responses in tests/fixtures/coingecko/ show them): the 
 joined on their timestamps (they may differ in length), points are sorted, duplicate timestamps
 keep the last value, a second-truncated copy of an instant (the trailing live point, `...54.000`
 next to `...54.955`) is dropped in favour of the precise one, points outside the requested window
-and points with no value at all are dropped. Source timestamps are kept as they are (ms).
+and points with no value at all are dropped (before the twin rule: a precise point without a value
+never displaces a whole-second one that has one). Source timestamps are kept as they are (ms).
 """
 
 from __future__ import annotations
@@ -129,8 +130,10 @@ def _fast_columns(body: dict[str, Any], low: float, high: float) -> tuple[pa.Arr
     last = pc.sum(pc.less_equal(ts, high)).as_py() or 0
     ts = ts.slice(first, max(0, last - first))
     values = [series.slice(first, len(ts)) for _, series in parsed]
-    keep = pc.invert(pc.and_(pc.and_(pc.is_null(values[0]), pc.is_null(values[1])), pc.is_null(values[2])))
-    keep = pc.and_(keep, pc.invert(truncated_twins(ts)))
+    # Points with no value go first: only a precise point that carries a value has a twin.
+    has_value = pc.invert(pc.and_(pc.and_(pc.is_null(values[0]), pc.is_null(values[1])), pc.is_null(values[2])))
+    ts, values = ts.filter(has_value), [v.filter(has_value) for v in values]
+    keep = pc.invert(truncated_twins(ts))
     return ts.filter(keep), [v.filter(keep) for v in values]
 
 
@@ -159,11 +162,10 @@ def _exact_columns(body: dict[str, Any], low: float, high: float, what: str) -> 
     except TypeError as exc:
         raise MalformedResponse(f"CoinGecko {what}: malformed data: {exc}; nothing loaded") from None
     stamps = sorted({ts for points in series.values() for ts in points if low <= ts <= high})
-    twins = truncated_twins(pa.array(stamps, pa.int64())).to_pylist()
-    kept = [
-        ts for ts, twin in zip(stamps, twins)
-        if not twin and any(series[column].get(ts) is not None for _, column in SERIES)
-    ]
+    # Points with no value go first: only a precise point that carries a value has a twin.
+    valued = [ts for ts in stamps if any(series[column].get(ts) is not None for _, column in SERIES)]
+    twins = truncated_twins(pa.array(valued, pa.int64())).to_pylist()
+    kept = [ts for ts, twin in zip(valued, twins) if not twin]
     values = [pa.array([series[column].get(ts) for ts in kept], pa.float64()) for _, column in SERIES]
     return pa.array(kept, pa.int64()), values
 

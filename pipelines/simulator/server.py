@@ -289,7 +289,8 @@ def api(state: State, method: str, path: str, query: Mapping[str, str],
     if (denied := authenticate(state, headers, query, info)) is not None:
         return denied
     if path.rstrip("/") == f"{API_PREFIX}/ping":
-        return json_reply(200, {"gecko_says": "(V3) To the Moon!"})
+        # The simulator says what it is: a database can then tell simulated points from real ones.
+        return json_reply(200, {"gecko_says": "(V3) To the Moon!", "alphadb_simulator": True})
     if (match := _CHART_PATH.match(path)) is None:
         return _simple_error(404, "Incorrect path. Please check https://www.coingecko.com/api/")
     return market_chart(state, unquote(match["coin"]), bool(match["range"]), query, info)
