@@ -22,14 +22,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, Mapping, Sequence
+from typing import ContextManager, Iterator, Mapping, Sequence
 
 import dlt
 import psycopg2
 from dlt.common.runtime import telemetry
 from psycopg2 import sql
 
-from pipelines import runlog
+from pipelines import runlog, source
 from pipelines.coingecko import PairBatch, RangeJob, coingecko, saved_progress
 from pipelines.coingecko.client import CoinGeckoClient
 from pipelines.coingecko.helpers import PairRead, read_pair
@@ -155,11 +155,16 @@ def finish_pending(pipeline: dlt.Pipeline) -> None:
         pipeline.drop_pending_packages()
 
 
+def load_lock(settings: Settings) -> ContextManager[None]:
+    """The load's turn: one load at a time per ALPHADB_HOME (dlt's state and tables are shared)."""
+    return exclusive_lock(settings.home / LOCK_NAME, "load", settings.load_lock_wait_s)
+
+
 @contextmanager
 def loading(settings: Settings, connection: Connection) -> Iterator[dlt.Pipeline]:
     """What every load starts with: its turn on the load lock, the pipeline, an interrupted run's
     packages loaded, and dlt's state restored from PostgreSQL if the working directory was lost."""
-    with exclusive_lock(settings.home / LOCK_NAME, "load", settings.load_lock_wait_s):
+    with load_lock(settings):
         pipeline = make_pipeline(settings, connection)
         finish_pending(pipeline)
         pipeline.sync_destination()
@@ -239,6 +244,12 @@ def delete_stale_twins(connection: Connection, twins: Mapping[Pair, Sequence[int
 
 
 # --- one load step: read, compare with what is stored, load ------------------------------------
+
+def preflight(settings: Settings, connection: Connection) -> None:
+    """Before a load writes anything: the API host answers, and it is the source this database
+    already holds (pipelines/source.py)."""
+    source.preflight(settings, connection)
+
 
 def check_source(settings: Settings) -> int:
     """One cheap request proving the host is reachable and the key fits the plan; returns the

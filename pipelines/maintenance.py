@@ -35,7 +35,7 @@ def reset_source(settings: Settings, connection: Connection) -> int:
     from pipelines.coingecko.settings import RESOURCE_NAME
     from pipelines.load import DATASET, PIPELINE_NAME, load_lock
 
-    with load_lock(settings.home):  # never under a running load
+    with load_lock(settings):  # never under a running load
         with connect(connection) as conn, conn.cursor() as cur:
             points, state, source = _existing(cur, f"{DATASET}.{RESOURCE_NAME}", f"{DATASET}._dlt_pipeline_state", "ops.data_source")
             deleted = 0
@@ -103,7 +103,7 @@ def purge_series(settings: Settings, connection: Connection, coin_id: str, vs_cu
     from pipelines.coingecko.settings import RESOURCE_NAME
     from pipelines.load import DATASET, load_lock
 
-    with load_lock(settings.home), connect(connection) as conn, conn.cursor() as cur:
+    with load_lock(settings), connect(connection) as conn, conn.cursor() as cur:
         cur.execute(
             sql.SQL("delete from {} where coin_id = %s and vs_currency = %s").format(sql.Identifier(DATASET, RESOURCE_NAME)),
             (coin_id, vs_currency),

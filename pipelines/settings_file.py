@@ -42,7 +42,6 @@ KNOWN_SETTINGS = (
     "POSTGRES_DB",
     # What to load, where things go, alerts
     "ALPHADB_PAIRS",
-    "ALPHADB_PAIRS_FILE",
     "ALPHADB_BACKFILL_DAYS",
     "ALPHADB_HOME",
     "ALPHADB_LOG_FILE",
