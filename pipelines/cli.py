@@ -13,7 +13,7 @@ import sys
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable, Sequence
 
-from pipelines import runlog
+from pipelines import admin, runlog
 from pipelines.config import MAX_DAYS, Settings, load_settings
 from pipelines.errors import EXIT_FAILURE, AlphaDBError, ConfigError
 
@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)")
     add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
+    admin.register(add)
     return parser
 
 
@@ -241,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runlog.register_secrets(settings.secrets())
         if args.command not in ("run", "psql"):
             runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
+        admin.announce_log_file(args.command, settings)
         code = int(args.func(settings, args) or 0)
     except AlphaDBError as exc:
         if command == "run" and settings is None:
