@@ -44,5 +44,8 @@ reliability: $(STAMP)
 psql: $(STAMP)
 	$(BIN)/alphadb psql
 
+# The embedded PostgreSQL runs from .venv: stop it first (its data in .alphadb/ stays), and delete
+# nothing if it cannot be stopped (e.g. a run in progress).
 clean:
+	@if [ -x $(BIN)/alphadb ]; then $(BIN)/alphadb db stop || { echo "make clean: the database could not be stopped; nothing deleted" >&2; exit 1; }; fi
 	rm -rf $(VENV) .pytest_cache .hypothesis dbt_alphadb/target dbt_alphadb/logs

@@ -137,9 +137,9 @@ def exclusive(settings: Settings) -> Iterator[None]:
 
 def cmd_db_stop(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.embedded_database:
-        raise ConfigError(
-            f"POSTGRES_HOST={settings.postgres_host}: that server is not managed by AlphaDB; stop it with its own tools"
-        )
+        runlog.line(runlog.OK, f"POSTGRES_HOST={settings.postgres_host}: AlphaDB runs no server of its own, nothing to stop "
+                               "(that server is not managed by AlphaDB: stop it with its own tools)")
+        return 0
     info = postmaster(settings)
     if info is None:
         runlog.line(runlog.OK, f"embedded PostgreSQL is not running (data directory {pgdata(settings)})")
