@@ -53,6 +53,14 @@ def cmd_log_file(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def dbt_help(args: list[str]) -> int:
+    """`alphadb dbt [command] --help`: dbt's own help, as plain `dbt` prints it."""
+    import sys
+
+    dbt = Path(sys.executable).with_name("dbt")
+    return subprocess.run([str(dbt) if dbt.exists() else "dbt", *args], check=False).returncode
+
+
 def cmd_db_help(settings: Settings, args: argparse.Namespace) -> int:  # pragma: no cover - argparse requires a subcommand
     raise ConfigError("name a db command: status, stop, backup PATH or restore PATH")
 

@@ -172,6 +172,8 @@ def cmd_dbt(settings: Settings, args: argparse.Namespace) -> int:
 
     if not args.passthrough:
         raise ConfigError("name a dbt command, e.g. `alphadb dbt build` or `alphadb dbt source freshness`")
+    if {"-h", "--help"} & set(args.passthrough):
+        return admin.dbt_help(args.passthrough)  # dbt's own help: no project, no database needed
     outcome = transform.run_dbt(settings, _connection(settings), args.passthrough)
     output = transform.dbt_dir(settings) / "last_output.log"
     if output.exists():
@@ -200,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="alphadb", description="AlphaDB ELT: CoinGecko → PostgreSQL (dlt) → candles (dbt).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def add(name: str, func: Callable[[Settings, argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def add(name: str, func: Callable[[Settings, argparse.Namespace], int], help: str, **options: bool) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, **options)
         p.set_defaults(func=func)
         return p
 
@@ -219,10 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", cmd_report, "print the data-quality report")
     add("run", cmd_run, "the whole nightly job (what scripts/run_elt.sh runs)")
     p = add("docs", cmd_docs, "generate dbt docs (static single page); --serve to browse them")
-    p.add_argument("--serve", action="store_true")
-    p.add_argument("--port", type=int, default=8080)
-    add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)")
-    add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
+    p.add_argument("--serve", action="store_true", help="then serve them on http://127.0.0.1:PORT/ until Ctrl-C")
+    p.add_argument("--port", type=int, default=8080, help="the port for --serve (default 8080)")
+    # Every argument, --help included, goes to dbt / psql.
+    add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)", add_help=False)
+    add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)", add_help=False)
     admin.register(add)
     return parser
 

@@ -4,7 +4,9 @@ load continues from the restored dlt cursors."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,11 +29,15 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
 @pytest.fixture
 def fresh_home(tmp_path: Path, alphadb_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """Settings for a new install: an embedded server in its own ALPHADB_HOME, stopped at the end."""
+    # Not under pytest's basetemp: another pytest session resets its permissions to 0700, and the
+    # embedded server (user `pgserver` under root) must reach its data directory.
+    home = Path(tempfile.mkdtemp(prefix="alphadb-restored-"))
     env = {k: v for k, v in alphadb_env.items() if not k.startswith("POSTGRES_")}
-    env.update({"ALPHADB_HOME": str(tmp_path / "restored-home"), "ALPHADB_LOG_FILE": str(tmp_path / "restored.log"),
+    env.update({"ALPHADB_HOME": str(home / "home"), "ALPHADB_LOG_FILE": str(tmp_path / "restored.log"),
                 "POSTGRES_PASSWORD": "another-s3cret"})
     yield env
     run_cli(env, "db", "stop")
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def embedded(env: dict[str, str]) -> Connection:
@@ -56,7 +62,11 @@ def rows(connection: Connection, statement: str) -> list[tuple[Any, ...]]:
 def test_backup_restores_into_a_fresh_home_and_the_nightly_continues(
     tmp_path: Path, alphadb_env: dict[str, str], database: Connection, simulator, fresh_home: dict[str, str]  # type: ignore[no-untyped-def]
 ) -> None:
-    ok(run_cli(alphadb_env, "run", timeout=300))
+    nightly = ok(run_cli(alphadb_env, "run", timeout=300))
+    # The run says once, first, where it logs; its report points at the command that reaches the database.
+    assert nightly.stdout.splitlines()[0].endswith(f"📊 Log file: {alphadb_env['ALPHADB_LOG_FILE']}")
+    assert nightly.stdout.count("Log file:") == 1
+    assert "🔍 Guide check query (alphadb psql):" in nightly.stdout
     backup = tmp_path / "backups" / "market.dump"
     backup.parent.mkdir()
     result = ok(run_cli(alphadb_env, "db", "backup", str(backup)))
@@ -127,7 +137,6 @@ def test_external_server_status_and_stop(alphadb_env: dict[str, str], database: 
 
 def test_make_clean_stops_the_embedded_server_before_deleting(tmp_path: Path, fresh_home: dict[str, str]) -> None:
     import fcntl
-    import shutil
 
     checkout = tmp_path / "checkout"  # the Makefile beside a link to this checkout's .venv
     checkout.mkdir()
