@@ -21,6 +21,8 @@ from fault_support import record
 from loader_support import REPO_ROOT, output, run_cli, user_tables
 from nightly_support import RUN_ELT, WebhookReceiver, cron_env, log_lines, run_script
 
+pytestmark = pytest.mark.faults  # the fault suite: `make reliability` measures it, `make check` skips it
+
 TODAY = datetime.now(timezone.utc).date()
 
 # name -> (extra env, CLI args, text the error must contain)
