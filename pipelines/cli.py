@@ -13,7 +13,7 @@ import sys
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable, Sequence
 
-from pipelines import admin, runlog
+from pipelines import admin, progress, runlog
 from pipelines.config import MAX_DAYS, Settings, load_settings
 from pipelines.errors import EXIT_FAILURE, AlphaDBError, ConfigError
 
@@ -246,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command not in ("run", "psql"):
             runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
         admin.announce_log_file(args.command, settings)
-        code = int(args.func(settings, args) or 0)
+        with progress.on_terminal(args.command):  # a bar for backfill/heal on a terminal
+            code = int(args.func(settings, args) or 0)
     except AlphaDBError as exc:
         if command == "run" and settings is None:
             from pipelines.nightly import log_config_error
