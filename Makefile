@@ -1,12 +1,17 @@
-# AlphaDB ELT. `make run` is the nightly job; `make test` the whole suite (offline);
-# `make demo` the nightly job against the bundled CoinGecko simulator.
+# AlphaDB ELT. `make run` is the nightly job; `make test` the whole suite (offline, in parallel);
+# `make check` the quick loop (no end-to-end, no fault suite); `make demo` the nightly job against
+# the bundled CoinGecko simulator.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# pytest-xdist workers: one per core. Each worker starts its own embedded PostgreSQL; tests sharing
+# a machine-wide resource (the cron daemon) are grouped onto one worker (xdist_group).
+WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup
 
-.PHONY: install run test lint demo docs bench reliability psql clean
+.PHONY: install run test check lint demo docs bench reliability psql clean
 
 install: $(STAMP)
 
@@ -21,7 +26,13 @@ run: $(STAMP)
 	scripts/run_elt.sh
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+# The day-to-day loop, by pytest marker: sqlfluff, the unit tests and dbt's unit tests; not the
+# tests on a real PostgreSQL (`db`), the end-to-end runs (`slow`) nor the fault suite (`faults`),
+# which `make test` (and CI) run.
+check: $(STAMP) lint
+	$(PYTEST) -m "dbt_unit or not (db or slow or faults)"
 
 lint: $(STAMP)
 	$(BIN)/sqlfluff lint dbt_alphadb
@@ -37,12 +48,14 @@ bench: $(STAMP)
 
 # The fault suite, recording its measurements into docs/reliability.json and docs/reliability.md.
 reliability: $(STAMP)
-	ALPHADB_RELIABILITY_JSON=$(CURDIR)/docs/reliability.json $(BIN)/python -m pytest -q \
-		tests/test_faults_loader.py tests/test_faults_pipeline.py tests/test_security.py
+	ALPHADB_RELIABILITY_JSON=$(CURDIR)/docs/reliability.json $(BIN)/python -m pytest -q -m faults
 	$(BIN)/python scripts/render_reliability.py docs/reliability.json
 
 psql: $(STAMP)
 	$(BIN)/alphadb psql
 
+# The embedded PostgreSQL runs from .venv: stop it first (its data in .alphadb/ stays), and delete
+# nothing if it cannot be stopped (e.g. a run in progress).
 clean:
+	@if [ -x $(BIN)/alphadb ]; then $(BIN)/alphadb db stop || { echo "make clean: the database could not be stopped; nothing deleted" >&2; exit 1; }; fi
 	rm -rf $(VENV) .pytest_cache .hypothesis dbt_alphadb/target dbt_alphadb/logs

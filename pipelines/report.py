@@ -2,7 +2,7 @@
 
 Printed as aligned run-log lines (🔍 heading, 📊 rows, ⚠️ for what needs attention), followed by the
 original guide's check query generalised to every configured pair, so an operator can compare the
-log with `psql -d market`. Relation names come from validated pair slugs and are still quoted with
+log with `alphadb psql`. Relation names come from validated pair slugs and are still quoted with
 `psycopg2.sql.Identifier`: no SQL is built by concatenating configuration.
 """
 
@@ -160,7 +160,7 @@ def log_report(settings: Settings, connection: Connection, gaps: Sequence[Gap], 
         runlog.line(runlog.WARNING, f"Gap {describe_gap(gap)}")
     result = run_guide_query(settings.pairs, connection)
     if result:
-        runlog.line(runlog.CHECK, "Guide check query (psql -d market):")
+        runlog.line(runlog.CHECK, "Guide check query (alphadb psql):")
         for text in format_guide_result(result):
             runlog.line(runlog.RUNNING, text)
     return EXIT_OK if all(row.healthy for row in rows) and not gaps else EXIT_QUALITY

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,11 +15,20 @@ from typing import Any, Mapping
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# A test's temporary directory (pytest's `<basetemp>/test_name0`), wherever the suite ran.
+_TEST_TMP_DIR = re.compile(r"(?:/[\w.+-]+)+?/test_\w*?\d+(?=/)")
+
+
+def portable(text: str) -> str:
+    """`text` without the paths of the machine it was measured on: `<tmp>/envs/as_dir.env`."""
+    return _TEST_TMP_DIR.sub("<tmp>", text)
+
+
 def render_table(data: Mapping[str, Any]) -> str:
     """The reliability table of docs/reliability.md from the recorded measurements."""
     faults = {k: v for k, v in data.items() if not k.startswith("bad input")}
     bad = {k: v for k, v in data.items() if k.startswith("bad input")}
-    cell = lambda value: str(value).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    cell = lambda value: portable(str(value)).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = [
         "# Reliability: faults injected and measured",
         "",

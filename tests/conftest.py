@@ -27,6 +27,15 @@ from pipelines.database import Connection  # noqa: E402
 from pipelines.simulator import Simulator  # noqa: E402
 from postgres_support import TempDatabase  # noqa: E402
 
+# Tests on a real PostgreSQL carry the `db` marker, so `make check` can leave them out by marker.
+DATABASE_FIXTURES = {"pg_admin_uri", "database", "alphadb_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
 
 @pytest.fixture(scope="session")
 def pg_admin_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -11,6 +11,8 @@ from benchmarks.harness import Postgres, bench_pairs
 from benchmarks.transformbench import hand_written_candles, populate
 from pipelines.database import connect
 
+pytestmark = pytest.mark.slow  # the benchmarks end to end, on real servers: `make test`, not `make check`
+
 
 def test_smoke_run_of_loader_and_api_benchmarks(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "results.md"

@@ -35,6 +35,8 @@ from reliability_support import record
 
 
 
+pytestmark = pytest.mark.faults  # the fault suite: `make reliability` measures it, `make check` skips it
+
 TODAY = datetime.now(timezone.utc).date()
 # A range fully in the past: every run plans exactly the same windows (3 per pair, 3 dlt packages).
 START = TODAY - timedelta(days=200)

@@ -37,6 +37,7 @@ from pipelines.database import Connection
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.faults,
     pytest.mark.skipif(
         not (Path(__file__).resolve().parent.parent / ".venv" / "bin" / "alphadb").exists(),
         reason="needs the project installed in .venv (make test does it)",

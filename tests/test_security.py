@@ -23,6 +23,8 @@ from postgres_support import user_tables
 from process_support import REPO_ROOT, output, run_cli
 from reliability_support import record
 
+pytestmark = pytest.mark.faults  # the fault suite: `make reliability` measures it, `make check` skips it
+
 TODAY = datetime.now(timezone.utc).date()
 
 # name -> (extra env, CLI args, text the error must contain)

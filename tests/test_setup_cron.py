@@ -128,32 +128,3 @@ def test_missing_crontab_command_is_explained(tmp_path: Path) -> None:
     result = subprocess.run([str(SETUP_CRON)], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "crontab not found" in result.stderr and "apt-get install cron" in result.stderr
-
-
-def test_install_logrotate_dry_run_renders_this_checkout(tmp_path: Path) -> None:
-    result = subprocess.run([str(REPO_ROOT / "scripts" / "install_logrotate.sh"), "--dry-run"],
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert f"{REPO_ROOT}/logs/alphadb-backfill.log {REPO_ROOT}/logs/cron.log {{" in result.stdout
-    assert "@" not in result.stdout.replace("@daily", "")
-    for directive in ("daily", "rotate 30", "compress", "copytruncate"):
-        assert f"    {directive}\n" in result.stdout
-
-
-@pytest.mark.skipif(not (Path("/usr/sbin/logrotate").exists() and os.geteuid() == 0), reason="needs logrotate, as root")
-def test_logrotate_config_rotates_and_compresses(tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "alphadb-backfill.log").write_text("[2025-06-13 02:00:01] 🕐 Starting daily backfill cron job\n")
-    config = (REPO_ROOT / "scripts" / "logrotate" / "alphadb").read_text()
-    config = config.replace("/var/log/alphadb-backfill.log", str(tmp_path / "system.log"))
-    config = config.replace("@REPO_ROOT@", str(tmp_path)).replace("@USER@", "root").replace("@GROUP@", "root")
-    conf = tmp_path / "alphadb.conf"
-    conf.write_text(config)
-    state = tmp_path / "state"
-    for _ in range(2):  # the second rotation compresses the first (delaycompress)
-        subprocess.run(["/usr/sbin/logrotate", "-f", "-s", str(state), str(conf)], check=True, timeout=30)
-        (logs / "alphadb-backfill.log").write_text("more\n")
-    names = sorted(p.name for p in logs.iterdir())
-    assert any(n.endswith(".gz") for n in names), names
-    assert (logs / "alphadb-backfill.log").exists()
