@@ -130,10 +130,11 @@ def cmd_db_status(settings: Settings, args: argparse.Namespace) -> int:
 @contextmanager
 def exclusive(settings: Settings) -> Iterator[None]:
     """No nightly run and no load while the database is stopped or replaced (exit 75 otherwise)."""
-    from pipelines.load import load_lock
-    from pipelines.nightly import lock_path, run_lock
+    from pipelines.load import LOCK_NAME as LOAD_LOCK
+    from pipelines.locks import exclusive_lock
+    from pipelines.nightly import lock_path
 
-    with run_lock(lock_path(settings)), load_lock(settings.home, wait_s=0):
+    with exclusive_lock(lock_path(settings), "run"), exclusive_lock(settings.home / LOAD_LOCK, "load"):
         yield
 
 

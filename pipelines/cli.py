@@ -164,12 +164,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return nightly.run(settings)
 
 
-def print_log_file() -> int:
-    """`alphadb log-file`: where the nightly job logs (what run_elt.sh and setup_cron.sh ask). It
-    needs only ALPHADB_LOG_FILE and `.env`, not valid settings, so it answers before they load."""
-    from pipelines import logfile
-
-    print(logfile.configured())
+def cmd_log_file(settings: Settings, args: argparse.Namespace) -> int:
+    """`alphadb log-file`: where the nightly job logs (what setup_cron.sh and run_elt.sh ask); exit 2
+    when the settings do not load (run_elt.sh then asks `python -m pipelines.logfile`)."""
+    print(settings.log_file)
     return 0
 
 
@@ -261,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("dbt", cmd_dbt, "run a dbt command on the AlphaDB database, e.g. `alphadb dbt build` (arguments go to dbt)", add_help=False)
     add("psql", cmd_psql, "open psql on the AlphaDB database (further arguments go to psql)", add_help=False)
     add("dbt-env", cmd_dbt_env, "print the POSTGRES_* exports for dbt run by hand in dbt_alphadb/ (never the password)")
-    sub.add_parser("log-file", help="print the run log's path", description="print the run log's path")
+    add("log-file", cmd_log_file, "print the log file the nightly job writes (ALPHADB_LOG_FILE, .env, or the default)")
     admin.register(add)
 
     from pipelines import maintenance
@@ -281,8 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         command = args.command
-        if command == "log-file":
-            return print_log_file()
         settings = load_settings()
         runlog.register_secrets(settings.secrets())
         if args.command not in ("run", "psql", "dbt-env"):

@@ -6,6 +6,8 @@ written: in-process through `load_settings`, and through the `alphadb` CLI in a 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -292,14 +294,20 @@ def test_cli_config_errors_exit_2_with_one_line_and_write_nothing(alphadb_env: d
 
 
 def test_log_file_command_answers_from_env_file_and_environment(tmp_path: Path) -> None:
-    """`alphadb log-file` (what run_elt.sh asks): the settings' rule, `.env` included, even when
-    another setting is bad; exit 2 when `.env` cannot be read."""
+    """`alphadb log-file` (what run_elt.sh and setup_cron.sh ask): the settings' rule, `.env`
+    included; exit 2 when `.env` cannot be read. With another setting bad, `alphadb log-file` exits
+    2 (an install must not go on), and run_elt.sh's fallback `python -m pipelines.logfile` still
+    answers, so the job can log why it stopped."""
     env_file = tmp_path / "settings.env"
     env_file.write_text(f'export ALPHADB_LOG_FILE="{tmp_path / "from env file.log"}"  # the log\n')
     env_file.chmod(0o600)
-    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ALPHADB_ENV_FILE": str(env_file), "COINGECKO_PLAN": "bogus"}
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ALPHADB_ENV_FILE": str(env_file)}
     result = run_cli(base, "log-file")
     assert result.returncode == 0 and result.stdout.strip() == str(tmp_path / "from env file.log"), output(result)
+    bad = {**base, "COINGECKO_PLAN": "bogus"}
+    assert run_cli(bad, "log-file").returncode == EXIT_CONFIG
+    fallback = subprocess.run([sys.executable, "-m", "pipelines.logfile"], env=bad, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert fallback.returncode == 0 and fallback.stdout.strip() == str(tmp_path / "from env file.log"), fallback.stderr
     result = run_cli({**base, "ALPHADB_LOG_FILE": str(tmp_path / "env.log")}, "log-file")
     assert result.stdout.strip() == str(tmp_path / "env.log")  # the environment wins
     result = run_cli({**base, "ALPHADB_ENV_FILE": str(tmp_path)}, "log-file")
