@@ -13,7 +13,7 @@ import sys
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Callable, Sequence
 
-from pipelines import runlog
+from pipelines import run_history, runlog
 from pipelines.config import MAX_DAYS, Settings, load_settings
 from pipelines.errors import EXIT_FAILURE, AlphaDBError, ConfigError
 
@@ -60,11 +60,13 @@ def backfill_range(args: argparse.Namespace, now: datetime) -> tuple[datetime, d
     return start, end, f"{args.start}..{end_date}"
 
 
-def _connection(settings: Settings):  # type: ignore[no-untyped-def]
+def _connection(settings: Settings, record: run_history.RunRecord | None = None):  # type: ignore[no-untyped-def]
     from pipelines.database import check_database, resolve_connection
 
     connection = resolve_connection(settings)
     check_database(connection)
+    if record is not None:  # the run reaches the database: its row in ops.runs starts now
+        record.start(connection)
     return connection
 
 
@@ -89,7 +91,9 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_incremental
 
     pairs = [settings.pair(args.pair)] if args.pair is not None else None
-    return _print_load(load_incremental(settings, _connection(settings), pairs))
+    report = load_incremental(settings, _connection(settings, args.record), pairs)
+    args.record.add_load(report)
+    return _print_load(report)
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -99,7 +103,9 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_range
 
     runlog.line(runlog.RUNNING, f"backfill {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC")
-    return _print_load(load_range(settings, _connection(settings), start, end, pairs, job=job))
+    report = load_range(settings, _connection(settings, args.record), start, end, pairs, job=job)
+    args.record.add_load(report)
+    return _print_load(report)
 
 
 def _dbt_outcome(outcome) -> int:  # type: ignore[no-untyped-def]
@@ -132,7 +138,7 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_heal(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import heal
 
-    return heal.heal(settings, _connection(settings))
+    return heal.heal(settings, _connection(settings, args.record), args.record)
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
@@ -241,7 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         runlog.register_secrets(settings.secrets())
         if args.command not in ("run", "psql"):
             runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
-        code = int(args.func(settings, args) or 0)
+        raw = list(sys.argv[1:] if argv is None else argv)
+        with run_history.recording(command, raw[raw.index(command) + 1 :] if command in raw else []) as record:
+            args.record = record  # written to ops.runs by the commands that reach the database
+            code = int(args.func(settings, args) or 0)
+            record.close(code)
     except AlphaDBError as exc:
         if command == "run" and settings is None:
             from pipelines.nightly import log_config_error

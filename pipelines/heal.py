@@ -146,8 +146,9 @@ def heal_gaps(
     return result
 
 
-def heal(settings: Settings, connection: Connection) -> int:
-    """`alphadb heal`: heal every gap now; 0 when none is left, 4 when some remain, 1 on a failure."""
+def heal(settings: Settings, connection: Connection, record: Any = None) -> int:
+    """`alphadb heal`: heal every gap now; 0 when none is left, 4 when some remain, 1 on a failure.
+    `record` (a run_history.RunRecord) receives the totals."""
     if not runlog.logger().handlers:
         runlog.setup(settings.log_file)
         runlog.register_secrets(settings.secrets())
@@ -157,6 +158,8 @@ def heal(settings: Settings, connection: Connection) -> int:
         details["remaining"] = len(result.remaining)
         details["points"] = result.points
         details["requests"] = result.requests
+    if record is not None:
+        record.add_heal(result)
     if result.exit_code != EXIT_OK:
         return result.exit_code
     return EXIT_QUALITY if result.remaining else EXIT_OK

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Mapping
 
 from pipelines import alerts, runlog
 from pipelines.config import Settings
+from pipelines.run_history import RunRecord, recording
 from pipelines.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -106,7 +107,15 @@ class Job:
     failures: list[Failure] = field(default_factory=list)
     points: int = 0
     requests: int = 0
-    step_name: str = "start"
+    record: RunRecord = field(default_factory=lambda: RunRecord("run"))  # its row in ops.runs
+
+    @property
+    def step_name(self) -> str:
+        return self.record.current_step or "start"
+
+    @step_name.setter
+    def step_name(self, name: str) -> None:
+        self.record.enter_step(name)  # the step's duration goes to ops.run_steps
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def fail(self, exit_code: int, message: str, step: str | None = None) -> None:
@@ -157,6 +166,7 @@ class Job:
             version = check_database(connection)
             details["PostgreSQL"] = f"{version // 10000}.{version % 10000}"
             details["database"] = connection.dbname
+        self.record.start(connection)
         return connection
 
     def load(self, connection: Any) -> bool:
@@ -174,6 +184,7 @@ class Job:
             raise
         self.points += report.points
         self.requests += report.requests
+        self.record.add_load(report)
         for result in report.results:
             if result.error is None:
                 runlog.line(runlog.OK, f"{result.pair.name}: {result.points} points, {result.requests} requests")
@@ -214,6 +225,7 @@ class Job:
         started = time.monotonic()
         outcomes = (source_freshness(self.settings, connection), run_tests(self.settings, connection, since))
         elapsed = f"{time.monotonic() - started:.1f}s"
+        self.record.set_tests(outcomes)
         problems: list[str] = []
         for outcome in outcomes:
             failed = [f"{outcome.command}: {_node_text(node)}" for node in outcome.results if _failed(node)]
@@ -305,6 +317,7 @@ class Job:
         elapsed = f"{time.monotonic() - started:.1f}s"
         totals = f"{self.points} points, {self.requests} requests"
         code = self.exit_code
+        self.record.close(code, self.points, self.requests, [f"{f.step}: {f.message}" for f in self.failures])
         if code == EXIT_OK:
             runlog.line(runlog.FINISHED, f"Daily backfill cron job completed successfully in {elapsed} ({totals})")
             alerts.ping(self.settings, "success")
@@ -367,7 +380,8 @@ def run(settings: Settings) -> int:
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with run_lock(lock_path(settings)):
-            return Job(settings).run()
+            with recording("run") as record:
+                return Job(settings, record=record).run()
     except LockHeld as exc:
         runlog.line(runlog.START, "Starting daily backfill cron job")
         runlog.line(runlog.WARNING, str(exc))
