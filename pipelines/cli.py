@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Callable, Sequence
 
 from pipelines import run_history, runlog
@@ -144,6 +145,11 @@ def cmd_heal(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import report
 
+    if args.html is not None:  # `--html [PATH]`: the data-quality page instead of the log table
+        from pipelines import html_report
+
+        html_report.write_and_log(settings, _connection(settings), Path(args.html) if args.html else None)
+        return 0
     return report.print_report(settings, _connection(settings))
 
 
@@ -222,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     add("test", cmd_test, "dbt source freshness + dbt test (exit 4 when quality tests fail)")
     add("heal", cmd_heal, "re-fetch the ranges the no-gap test reports, rebuild and re-test")
-    add("report", cmd_report, "print the data-quality report")
+    p = add("report", cmd_report, "print the data-quality report")
+    p.add_argument("--html", nargs="?", const="", metavar="PATH",
+                   help="write the data-quality page instead (default ALPHADB_HOME/report/data-quality.html)")
     add("run", cmd_run, "the whole nightly job (what scripts/run_elt.sh runs)")
     p = add("docs", cmd_docs, "generate dbt docs (static single page); --serve to browse them")
     p.add_argument("--serve", action="store_true")

@@ -30,4 +30,14 @@ base_url="$(head -n1 "$workdir/sim.out")"
 echo "CoinGecko simulator at $base_url"
 
 export COINGECKO_BASE_URL="$base_url" COINGECKO_PLAN=public COINGECKO_API_KEY= COINGECKO_RATE_LIMIT_PER_MIN=600
-"$REPO/scripts/run_elt.sh"
+rc=0
+"$REPO/scripts/run_elt.sh" || rc=$?
+
+# The nightly job wrote the data-quality page (its path is in the log above): say where, last.
+page="$("$PY" -c 'from pipelines.config import load_settings; from pipelines.html_report import default_path; print(default_path(load_settings()))' 2>/dev/null || true)"
+if [[ -n "$page" && -f "$page" ]]; then
+  echo "📊 Data-quality page: $page (open file://$page in a browser)"
+else
+  echo "⚠️ No data-quality page was written (see the log above)"
+fi
+exit "$rc"
