@@ -48,6 +48,19 @@ def test_smoke_run_of_transform_benchmarks(tmp_path) -> None:  # type: ignore[no
     assert "| 3 |" in out.read_text() and "| 4 |" in out.read_text()
 
 
+def test_smoke_run_of_the_report_benchmark(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Benchmark 7 end to end on a tiny history: candles built, 30 runs recorded, the page written
+    with a candle chart per pair and timeframe, row 7 reported."""
+    out = tmp_path / "results.md"
+    assert bench.main(["--smoke", "--only", "7", "--out", str(out)]) == 0
+    report = bench.main.last_results["report"]  # type: ignore[attr-defined]
+    assert report["candles_ok"] and report["rows"] > 0 and report["runs"] == 30
+    assert report["charts"] == 2 * 2 and report["page_bytes"] > 1_000_000  # BokehJS inlined
+    assert len(report["rounds_s"]) == 3 and report["generation_s"] > 0
+    assert {row["number"] for row in bench.main.last_results["rows"]} == {7}  # type: ignore[attr-defined]
+    assert "| 7 | data-quality page" in out.read_text()
+
+
 def test_transform_benchmark_data_and_baseline() -> None:
     """Benchmarks 3/4's history generator and hand-written candle SQL (dbt itself is tested elsewhere)."""
     pg = Postgres()
