@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint demo docs bench reliability psql clean
+.PHONY: install run test lint demo docs bench reliability psql clean report-screenshot
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ reliability: $(STAMP)
 	ALPHADB_RELIABILITY_JSON=$(CURDIR)/docs/reliability.json $(BIN)/python -m pytest -q \
 		tests/test_faults_loader.py tests/test_faults_pipeline.py tests/test_security.py
 	$(BIN)/python tests/fault_support.py docs/reliability.json
+
+# The README's picture of the data-quality page, from demo data (throwaway home and database).
+report-screenshot: $(STAMP)
+	scripts/report_screenshot.sh docs/report-screenshot.png
 
 psql: $(STAMP)
 	$(BIN)/alphadb psql

@@ -126,6 +126,7 @@ def candle_chart(pair: str, timeframe: str, candles: list[Candle]) -> Any:
         ("low", "@low{0,0.[0000]}"), ("close", "@close{0,0.[0000]}"), ("24h volume", "@volume{0.00a}"), ("", "@kind"),
     ]))
     plot.yaxis[0].axis_label = "price"
+    plot.yaxis[0].formatter = NumeralTickFormatter(format="0,0.[0000]")
     return plot
 
 
