@@ -159,7 +159,7 @@ def heal(settings: Settings, connection: Connection, record: Any = None) -> int:
         details["points"] = result.points
         details["requests"] = result.requests
     if record is not None:
-        record.add_heal(result)
+        record.add_heal(result, [pair.name for pair in settings.pairs])
     if result.exit_code != EXIT_OK:
         return result.exit_code
     return EXIT_QUALITY if result.remaining else EXIT_OK

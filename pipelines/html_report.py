@@ -209,6 +209,8 @@ def render(data: ReportData) -> str:
         colours={"sampled": report_charts.SAMPLED, "filled": report_charts.FILLED, "missing": report_charts.MISSING},
         gaps=[{"pair": g.pair, "timeframe": g.timeframe, "start": _stamp(g.start, g.timeframe), "end": _stamp(g.end, g.timeframe),
                "missing_buckets": g.missing_buckets} for g in data.gaps],
+        healed=[{"pair": g.pair, "timeframe": g.timeframe, "start": _stamp(g.start, g.timeframe), "end": _stamp(g.end, g.timeframe),
+                 "missing_buckets": g.missing_buckets, "run_id": g.run_id, "run_started": _stamp(g.run_started)} for g in data.healed],
         freshness=freshness_view(data), candle_panels=panels, runs=_runs_view(data), tests=_tests_view(data),
         no_candles=NO_CANDLES, bokeh_js=Markup(Resources(mode="inline", components=["bokeh"]).render_js() if figures else ""),
         bokeh_script=Markup(script), bokeh_version=bokeh.__version__,

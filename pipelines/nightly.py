@@ -253,6 +253,7 @@ class Job:
             self.fail(exc.exit_code, f"Gap heal failed after {time.monotonic() - started:.1f}s: {exc}")
             raise
         healed = len(result.found) - len(result.remaining)
+        self.record.add_heal(result, [pair.name for pair in self.settings.pairs])  # gaps found and healed: ops.run_gaps
         self.points += result.points
         self.requests += result.requests
         for message in result.failures:

@@ -74,6 +74,16 @@ where gaps.pair = any(%(pairs)s)
 order by gaps.pair, gaps.timeframe, gaps.gap_start
 """
 
+HEALED_SHOWN = 50
+HEALED = """
+select gaps.pair, gaps.timeframe, gaps.gap_start, gaps.gap_end, gaps.missing_buckets, runs.run_id, runs.started_at
+from ops.run_gaps as gaps
+join ops.runs as runs on runs.run_id = gaps.run_id
+where gaps.healed and gaps.pair = any(%(pairs)s)
+order by runs.started_at desc, gaps.pair, gaps.timeframe, gaps.gap_start
+limit %(limit)s
+"""
+
 LAST_SUCCESS = "select max(started_at) from ops.runs where status = 'finished' and exit_code = 0"
 
 LAST_TESTS = """
@@ -131,6 +141,17 @@ class GapRow:
 
 
 @dataclass(frozen=True)
+class HealedRow:
+    pair: str
+    timeframe: str
+    start: datetime
+    end: datetime
+    missing_buckets: int
+    run_id: int
+    run_started: datetime
+
+
+@dataclass(frozen=True)
 class TestRow:
     node: str
     status: str
@@ -148,6 +169,7 @@ class ReportData:
     summaries: dict[tuple[str, str], Summary] = field(default_factory=dict)
     candles: dict[tuple[str, str], list[Candle]] = field(default_factory=dict)
     gaps: list[GapRow] = field(default_factory=list)
+    healed: list[HealedRow] = field(default_factory=list)  # newest first
     runs: list[dict[str, Any]] = field(default_factory=list)  # newest first
     last_success: datetime | None = None
     tests: list[TestRow] = field(default_factory=list)
@@ -195,6 +217,9 @@ def _read_run_history(cur: Any, data: ReportData) -> None:
         return
     cur.execute(LAST_SUCCESS)
     data.last_success = cur.fetchone()[0]
+    if _exists(cur, "ops.run_gaps"):  # a history recorded before healed gaps were
+        cur.execute(HEALED, {"pairs": data.pairs, "limit": HEALED_SHOWN})
+        data.healed = [HealedRow(*row) for row in cur.fetchall()]
     cur.execute(LAST_TESTS)
     rows = cur.fetchall()
     if rows:

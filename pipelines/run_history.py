@@ -72,6 +72,17 @@ create table if not exists ops.run_tests (
 );
 create index if not exists run_tests_run_id on ops.run_tests (run_id);
 
+create table if not exists ops.run_gaps (
+    run_id bigint not null references ops.runs on delete cascade,
+    pair text not null,
+    timeframe text not null,
+    gap_start timestamptz not null,
+    gap_end timestamptz not null,
+    missing_buckets integer not null,
+    healed boolean not null
+);
+create index if not exists run_gaps_run_id on ops.run_gaps (run_id);
+
 comment on schema ops is 'AlphaDB operational metadata: what the ELT did and when.';
 comment on table ops.runs is
     'One row per alphadb run, load, backfill and heal: inserted when the run reaches the database, updated when it ends.';
@@ -96,6 +107,10 @@ comment on column ops.run_tests.node is 'The dbt node, e.g. no_gaps_ohlcv or coi
 comment on column ops.run_tests.status is 'dbt''s status: pass, warn, fail, error, runtime error.';
 comment on column ops.run_tests.failures is 'Failing rows the test found (null for freshness).';
 comment on column ops.run_tests.message is 'dbt''s message, secrets replaced by ***.';
+comment on table ops.run_gaps is 'The gaps a run''s heal step found (nightly run, alphadb heal) and whether it healed them.';
+comment on column ops.run_gaps.gap_start is 'Start (UTC) of the first missing bucket.';
+comment on column ops.run_gaps.gap_end is 'End (UTC, exclusive) of the last missing bucket.';
+comment on column ops.run_gaps.healed is 'true: re-fetching filled it; false: the source could not fill it.';
 """
 
 ABANDON_DEAD_RUNS = """
@@ -114,6 +129,16 @@ returning run.run_id, run.command, run.started_at, run.host, run.pid
 class StepTime:
     step: str
     seconds: float
+
+
+@dataclass(frozen=True)
+class HealedGap:
+    pair: str
+    timeframe: str
+    start: datetime
+    end: datetime
+    missing_buckets: int
+    healed: bool
 
 
 @dataclass(frozen=True)
@@ -147,6 +172,7 @@ class RunRecord:
     pairs_failed: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     tests: list[TestResult] = field(default_factory=list)
+    gaps: list[HealedGap] = field(default_factory=list)
     run_id: int | None = None
     exit_code: int | None = None
     _steps: list[tuple[str, float]] = field(default_factory=list)
@@ -179,11 +205,18 @@ class RunRecord:
             if result.error is not None:
                 self.failures.append(f"{result.pair.name}: {result.error}")
 
-    def add_heal(self, result: Any) -> None:
-        """Totals and failures of a HealResult (`alphadb heal`)."""
+    def add_heal(self, result: Any, pairs: Iterable[str]) -> None:
+        """Totals, failures and the gaps found in the configured `pairs` (healed or not) of a
+        HealResult; gaps of other pairs are not healed, so not recorded as healed either."""
         self.points += result.points
         self.requests += result.requests
         self.failures.extend(result.failures)
+        configured, remaining = set(pairs), {_gap_key(gap) for gap in result.remaining}
+        self.gaps.extend(
+            HealedGap(*_gap_key(gap), gap.missing_buckets, _gap_key(gap) not in remaining)
+            for gap in result.found
+            if str(gap.pair) in configured
+        )
 
     def set_tests(self, outcomes: Iterable[Any]) -> None:
         """The node results of dbt outcomes (freshness, test): the last call wins."""
@@ -278,6 +311,16 @@ class RunRecord:
                     "insert into ops.run_tests (run_id, node, status, failures, message) values (%s, %s, %s, %s, %s)",
                     (self.run_id, test.node, test.status, test.failures, test.message),
                 )
+            for gap in self.gaps:
+                cur.execute(
+                    "insert into ops.run_gaps (run_id, pair, timeframe, gap_start, gap_end, missing_buckets, healed)"
+                    " values (%s, %s, %s, %s, %s, %s, %s)",
+                    (self.run_id, gap.pair, gap.timeframe, gap.start, gap.end, gap.missing_buckets, gap.healed),
+                )
+
+
+def _gap_key(gap: Any) -> tuple[str, str, datetime, datetime]:
+    return (str(gap.pair), str(gap.timeframe), gap.start, gap.end)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -63,6 +63,7 @@ FIELDS_JS = """
     exit_code: text('[data-field=last-exit-code]')[0], gap_count: text('[data-field=gap-count]')[0],
     outcome: text('[data-field=last-run-outcome]')[0], last_success: text('[data-field=last-success]')[0],
     gap_rows: document.querySelectorAll('table[data-table=gaps] tr').length - 1,
+    healed: [...document.querySelectorAll('table[data-table=healed] tr')].slice(1).map(tr => [...tr.cells].map(td => td.textContent.trim())),
     banners: [...document.querySelectorAll('[data-banner]')].map(el => [el.dataset.banner, el.textContent]),
     empty: [...document.querySelectorAll('[data-empty]')].map(el => [el.dataset.empty, el.dataset.pair || null, el.textContent]),
     freshness: rows,
@@ -171,6 +172,9 @@ def test_the_page_of_a_failed_nightly_run_in_chromium(alphadb_env, database, sim
     assert "Only one run recorded" in banners["one-run"]
     assert "failed with exit code 4" in banners["last-run-failed"] and "Gap the source cannot fill" in banners["last-run-failed"]
     assert fields["last_success"] == "none yet"
+    # The heal step recorded the gap it could not fill; nothing healed, and the page says so.
+    assert query(database, "select pair, timeframe, healed from ops.run_gaps") == [("BTC/USDT", "1h", False)]
+    assert fields["healed"] == [] and "healed" in {kind for kind, _pair, _text in fields["empty"]}
 
     # A second run that succeeds: the header follows it, the history chart has both runs.
     simulator.clear_faults()
@@ -220,3 +224,31 @@ def test_report_html_default_path_and_unwritable_path(alphadb_env, database, tmp
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1 and "Traceback" not in output(failed)
     assert f"cannot write the data-quality page {blocked / 'page.html'}" in failed.stderr
+
+
+@pytest.mark.slow
+def test_a_healed_gap_is_recorded_and_shown(alphadb_env, database, simulator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Four hours missing from the first answer only: the heal step's re-fetch fills them.
+    simulator.add_fault({"kind": "missing", "coin": "ethereum", "start": hours_ago(40), "end": hours_ago(36), "remaining_requests": 1})
+    env = {**alphadb_env, "ALPHADB_PAIRS": PAIRS}
+    nightly = run_cli(env, "run", timeout=600)
+    assert nightly.returncode == 0, output(nightly)
+    (gap,) = query(database, "select pair, timeframe, gap_start, gap_end, missing_buckets, healed, run_id from ops.run_gaps")
+    assert gap[:2] == ("ETH/USDT", "1h") and gap[4] >= 3 and gap[5] is True
+    assert query(database, "select count(*) from public.gaps") == [(0,)]
+
+    page = tmp_path / "page.html"
+    write_page(env, page)
+    browser, fields, _panels = open_page(page, tmp_path / "profile")
+    try:
+        assert_offline_and_clean(browser)
+    finally:
+        browser.close()
+    pair, timeframe, start, end, missing, _healed, run_id = gap
+    (run_started,) = query(database, "select started_at from ops.runs where run_id = %s", (run_id,))[0]
+    stamp = "%Y-%m-%d %H:%M"
+    assert fields["healed"] == [[
+        pair, timeframe, start.astimezone(timezone.utc).strftime(stamp), end.astimezone(timezone.utc).strftime(stamp),
+        str(missing), f"#{run_id} ({run_started.astimezone(timezone.utc).strftime(stamp)})",
+    ]]
+    assert fields["gap_count"] == "0" and fields["outcome"] == "succeeded"
