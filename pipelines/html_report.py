@@ -190,11 +190,18 @@ def _embed(figures: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return components(figures)
 
 
-def render(data: ReportData) -> str:
-    """The page's HTML for `data`."""
-    figures = _charts(data)
-    script, divs = _embed(figures)
-    panels = [
+def _gap_view(gap: Any) -> dict[str, Any]:
+    """An open (GapRow) or healed (HealedRow) gap as the tables show it."""
+    view = {"pair": gap.pair, "timeframe": gap.timeframe, "start": _stamp(gap.start, gap.timeframe),
+            "end": _stamp(gap.end, gap.timeframe), "missing_buckets": gap.missing_buckets}
+    if hasattr(gap, "run_id"):
+        view.update(run_id=gap.run_id, run_started=_stamp(gap.run_started))
+    return view
+
+
+def _candle_panels(data: ReportData, divs: dict[str, str]) -> list[dict[str, Any]]:
+    """Per pair, its 1h and 1d panel: the chart, or the message saying why there is none."""
+    return [
         {"name": pair, "panels": [
             {"timeframe": tf, "chart": Markup(divs[f"candles-{tf}-{i}"]) if f"candles-{tf}-{i}" in divs else None,
              "message": _empty_candles_message(pair, tf, data)}
@@ -202,18 +209,22 @@ def render(data: ReportData) -> str:
         ]}
         for i, pair in enumerate(data.pairs)
     ]
+
+
+def render(data: ReportData) -> str:
+    """The page's HTML for `data`."""
+    figures = _charts(data)
+    script, divs = _embed(figures)
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     return environment.get_template("report.html").render(
         generated=_stamp(data.generated_at), pairs=data.pairs, status=status_view(data), banners=banners(data),
         charts={name: Markup(divs[name]) for name in ("coverage", "runs") if name in divs},
         colours={"sampled": report_charts.SAMPLED, "filled": report_charts.FILLED, "missing": report_charts.MISSING},
-        gaps=[{"pair": g.pair, "timeframe": g.timeframe, "start": _stamp(g.start, g.timeframe), "end": _stamp(g.end, g.timeframe),
-               "missing_buckets": g.missing_buckets} for g in data.gaps],
-        healed=[{"pair": g.pair, "timeframe": g.timeframe, "start": _stamp(g.start, g.timeframe), "end": _stamp(g.end, g.timeframe),
-                 "missing_buckets": g.missing_buckets, "run_id": g.run_id, "run_started": _stamp(g.run_started)} for g in data.healed],
-        freshness=freshness_view(data), candle_panels=panels, runs=_runs_view(data), tests=_tests_view(data),
-        no_candles=NO_CANDLES, bokeh_js=Markup(Resources(mode="inline", components=["bokeh"]).render_js() if figures else ""),
-        bokeh_script=Markup(script), bokeh_version=bokeh.__version__,
+        gaps=[_gap_view(gap) for gap in data.gaps], healed=[_gap_view(gap) for gap in data.healed],
+        freshness=freshness_view(data), candle_panels=_candle_panels(data, divs), runs=_runs_view(data),
+        tests=_tests_view(data), no_candles=NO_CANDLES, bokeh_script=Markup(script), bokeh_version=bokeh.__version__,
+        # BokehJS once for the whole page (only the core bundle: no widgets, tables or WebGL).
+        bokeh_js=Markup(Resources(mode="inline", components=["bokeh"]).render_js() if figures else ""),
     )
 
 
