@@ -233,7 +233,7 @@ class RunRecord:
             return
         try:
             conn = psycopg2.connect(**connection.psycopg_kwargs())
-        except psycopg2.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - recording is best-effort: the run goes on without it
             runlog.line(runlog.WARNING, f"Run history not recorded (cannot connect): {_first_line(exc)}")
             return
         try:
