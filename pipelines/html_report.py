@@ -26,7 +26,7 @@ from markupsafe import Markup
 from pipelines import report_charts, runlog
 from pipelines.config import Settings
 from pipelines.database import Connection, connect
-from pipelines.errors import AlphaDBError
+from pipelines.errors import EXIT_DATABASE, AlphaDBError
 from pipelines.report import format_lag
 from pipelines.report_data import CANDLE_WINDOWS, TIMEFRAMES, WIDTH, ReportData, collect
 
@@ -261,10 +261,14 @@ def write_and_log(settings: Settings, connection: Connection, path: Path | None 
     return written
 
 
-def write_after_run(settings: Settings) -> None:
-    """The nightly job's page after every run; a failure here is a warning, never the run's outcome."""
+def write_after_run(settings: Settings, exit_code: int) -> None:
+    """The nightly job's page after every run; a failure here is a warning, never the run's outcome.
+    A run that could not reach PostgreSQL (exit 3) has nothing new to show: the page stays as it was."""
     from pipelines.database import resolve_connection
 
+    if exit_code == EXIT_DATABASE:
+        runlog.line(runlog.WARNING, "Data-quality page not updated: the run could not reach PostgreSQL")
+        return
     try:
         write_and_log(settings, resolve_connection(settings))
     except Exception as exc:  # noqa: BLE001 - the page informs; it never fails a run

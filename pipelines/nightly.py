@@ -319,7 +319,7 @@ class Job:
         totals = f"{self.points} points, {self.requests} requests"
         code = self.exit_code
         self.record.close(code, self.points, self.requests, [f"{f.step}: {f.message}" for f in self.failures])
-        html_report.write_after_run(self.settings)  # after the row is final: the page shows this run
+        html_report.write_after_run(self.settings, code)  # after the row is final: the page shows this run
         if code == EXIT_OK:
             runlog.line(runlog.FINISHED, f"Daily backfill cron job completed successfully in {elapsed} ({totals})")
             alerts.ping(self.settings, "success")
