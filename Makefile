@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 WORKERS ?= auto
 PYTEST := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup
 
-.PHONY: install run test check lint demo docs bench reliability psql clean
+.PHONY: install run test check lint demo docs bench reliability psql clean report-screenshot
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ bench: $(STAMP)
 reliability: $(STAMP)
 	ALPHADB_RELIABILITY_JSON=$(CURDIR)/docs/reliability.json $(BIN)/python -m pytest -q -m faults
 	$(BIN)/python scripts/render_reliability.py docs/reliability.json
+
+# The README's picture of the data-quality page, from demo data (throwaway home and database).
+report-screenshot: $(STAMP)
+	scripts/report_screenshot.sh docs/report-screenshot.png
 
 psql: $(STAMP)
 	$(BIN)/alphadb psql

@@ -111,6 +111,20 @@ def scale_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+PAGE_BUDGET_BYTES = 5_000_000
+PAGE_BUDGET_S = 10.0
+
+
+def report_rows(r: dict[str, Any]) -> list[Row]:
+    size, seconds = r["page_bytes"], r["generation_s"]
+    return [
+        Row(7, f"data-quality page, {r['pairs']} pairs x {r['days']} d ({r['rows']:,} hourly points, {r['runs']} runs)",
+            f"{_fmt(size / 1e6, ' MB')}, generated in {_fmt(seconds, ' s')} (median of {len(r['rounds_s'])})",
+            "budget 5 MB, 10 s", f"{_fmt(100 * size / PAGE_BUDGET_BYTES, ' %', 0)} of size, {_fmt(100 * seconds / PAGE_BUDGET_S, ' %', 0)} of time",
+            "< 5 MB, < 10 s", size < PAGE_BUDGET_BYTES and seconds < PAGE_BUDGET_S and r["candles_ok"]),
+    ]
+
+
 def table(rows: list[Row]) -> str:
     header = ("#", "benchmark", "measured", "baseline", "ratio", "target", "status")
     lines = [header] + [(str(r.number), r.name, r.measured, r.baseline, r.ratio, r.target, r.status) for r in rows]
@@ -140,6 +154,10 @@ METHOD = """\
 - **5**: the plain in-process simulator with its server-side limit set to the client's
   `COINGECKO_RATE_LIMIT_PER_MIN`: a 365-day backfill (`load_range`, ending now), then two nightly
   runs (`load_incremental`); requests counted per pair from the simulator's request log.
+- **7**: benchmark 3's history (20 pairs x 3 years of hourly points, candles built by a real
+  `dbt run --full-refresh`) plus 30 runs recorded in `ops.runs`; `alphadb report --html`'s work
+  (`html_report.write_page`: the queries, the Bokeh charts, writing the file) timed three times, the
+  median counts; the size is the written file's. Absolute targets from the issue, not ratios.
 - **3, 4**: the histories are written straight into `staging.market_chart_points` with COPY (the
   simulator's own sample times and prices, each point stored a day after its time as nightly loads
   would have; the table created by a tiny real load first), not loaded through the API. 3 compares the execution time of the candle models (`int_candles_1h` +
@@ -165,7 +183,7 @@ METHOD = """\
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (what the test suite runs)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,8", help="comma-separated benchmark numbers")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma-separated benchmark numbers")
     parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS}, none with --smoke)")
     parser.add_argument("--load-pairs", type=int, default=None)
     parser.add_argument("--load-hours", type=int, default=None, help="hours of history per pair, big backfill")
@@ -176,6 +194,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--long-days", type=int, default=None)
     parser.add_argument("--short-days", type=int, default=None)
     parser.add_argument("--scale-pairs", type=int, default=None, help="pairs of benchmark 8")
+    parser.add_argument("--report-pairs", type=int, default=None)
+    parser.add_argument("--report-days", type=int, default=None)
     return parser.parse_args(argv)
 
 
@@ -195,6 +215,8 @@ def sizes_for(args: argparse.Namespace) -> dict[str, int]:
         # 1,000 pairs x a week of hourly points: the dbt part of a nightly stays under a minute
         "scale_pairs": args.scale_pairs or (20 if smoke else 1000),
         "scale_days": 2 if smoke else 7,
+        "report_pairs": args.report_pairs or (2 if smoke else 20),
+        "report_days": args.report_days or (10 if smoke else 3 * 365),
     }
 
 
@@ -223,6 +245,12 @@ def measure(pg: Postgres, sizes: dict[str, int], only: set[int], smoke: bool) ->
             rounds=(2, 1) if smoke else (5, 2),
         )
         rows += [row for row in transform_rows(results["transform"]) if row.number in only]
+    if 7 in only:
+        from benchmarks.reportbench import run_report_benchmark
+
+        print(f"benchmark 7: data-quality page, {sizes['report_pairs']} pairs x {sizes['report_days']} d ...", flush=True)
+        results["report"] = run_report_benchmark(pg, sizes["report_pairs"], sizes["report_days"])
+        rows += report_rows(results["report"])
     if 8 in only:
         from benchmarks.transformbench import run_scale_benchmark
 

@@ -11,9 +11,10 @@ import argparse
 import os
 import sys
 from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from pipelines import admin, progress, runlog
+from pipelines import admin, progress, run_history, runlog
 from pipelines.config import MAX_DAYS, Settings, load_settings
 from pipelines.database import Connection
 from pipelines.errors import EXIT_FAILURE, EXIT_QUALITY, AlphaDBError, ConfigError
@@ -72,7 +73,7 @@ def backfill_range(args: argparse.Namespace, now: datetime) -> tuple[datetime, d
     return start, end, f"{args.start}..{end_date}"
 
 
-def _connection(settings: Settings, fetches: bool = False) -> Connection:
+def _connection(settings: Settings, fetches: bool = False, record: run_history.RunRecord | None = None) -> Connection:
     from pipelines.database import check_database, resolve_connection
 
     connection = resolve_connection(settings)
@@ -81,6 +82,8 @@ def _connection(settings: Settings, fetches: bool = False) -> Connection:
         from pipelines.source import preflight
 
         preflight(settings, connection)
+    if record is not None:  # the run reaches the database: its row in ops.runs starts now
+        record.start(connection)
     return connection
 
 
@@ -105,7 +108,9 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_incremental
 
     pairs = [settings.pair(args.pair)] if args.pair is not None else None
-    return _print_load(load_incremental(settings, _connection(settings, fetches=True), pairs, now=_now()))
+    report = load_incremental(settings, _connection(settings, fetches=True, record=args.record), pairs, now=_now())
+    args.record.add_load(report)
+    return _print_load(report)
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -116,7 +121,9 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines.load import load_range
 
     runlog.line(runlog.RUNNING, f"backfill {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC")
-    return _print_load(load_range(settings, _connection(settings, fetches=True), start, end, pairs, job=job, now=now))
+    report = load_range(settings, _connection(settings, fetches=True, record=args.record), start, end, pairs, job=job, now=now)
+    args.record.add_load(report)
+    return _print_load(report)
 
 
 def _log_dbt_outcome(outcome: DbtOutcome) -> None:
@@ -149,12 +156,17 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_heal(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import heal, load, transform
 
-    return heal.heal(settings, _connection(settings, fetches=True), load, transform, _now())
+    return heal.heal(settings, _connection(settings, fetches=True, record=args.record), load, transform, _now(), args.record)
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from pipelines import report
 
+    if args.html is not None:  # `--html [PATH]`: the data-quality page instead of the log table
+        from pipelines import html_report
+
+        html_report.write_and_log(settings, _connection(settings), Path(args.html) if args.html else None)
+        return 0
     return report.print_report(settings, _connection(settings))
 
 
@@ -250,7 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     add("test", cmd_test, "dbt source freshness + dbt test (exit 4 when quality tests fail)")
     add("heal", cmd_heal, "re-fetch the ranges the no-gap test reports, rebuild and re-test")
-    add("report", cmd_report, "print the data-quality report")
+    p = add("report", cmd_report, "print the data-quality report")
+    p.add_argument("--html", nargs="?", const="", metavar="PATH",
+                   help="write the data-quality page instead (default ALPHADB_HOME/report/data-quality.html)")
     add("run", cmd_run, "the whole nightly job (what scripts/run_elt.sh runs)")
     p = add("docs", cmd_docs, "generate dbt docs (static single page); --serve to browse them")
     p.add_argument("--serve", action="store_true", help="then serve them on http://127.0.0.1:PORT/ until Ctrl-C")
@@ -284,8 +298,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command not in ("run", "psql", "dbt-env"):
             runlog.setup(None)  # interactive commands log to stdout; `run` sets up the log file itself
         admin.announce_log_file(args.command, settings)
-        with progress.on_terminal(args.command):  # a bar for backfill/heal on a terminal
+        raw = list(sys.argv[1:] if argv is None else argv)
+        arguments = raw[raw.index(command) + 1 :] if command in raw else []
+        # a bar for backfill/heal on a terminal; the run's row in ops.runs for the commands that reach the database
+        with progress.on_terminal(args.command), run_history.recording(command, arguments) as record:
+            args.record = record
             code = int(args.func(settings, args) or 0)
+            record.close(code)
     except AlphaDBError as exc:
         if command == "run" and settings is None:
             from pipelines.nightly import log_config_error

@@ -21,6 +21,7 @@ from pipelines.database import Connection
 from pipelines.errors import EXIT_FAILURE, EXIT_OK, EXIT_QUALITY, AlphaDBError
 from pipelines.load import LoadReport
 from pipelines.report import describe_gap
+from pipelines.run_history import RunRecord
 from pipelines.transform import DbtOutcome, Gap
 
 MAX_ROUNDS = 2
@@ -159,14 +160,20 @@ def heal_gaps(
     return result
 
 
-def heal(settings: Settings, connection: Connection, loader: RangeLoader, transformer: ModelBuilder, now: datetime) -> int:
-    """`alphadb heal`: heal every gap now; 0 when none is left, 4 when some remain, 1 on a failure."""
+def heal(
+    settings: Settings, connection: Connection, loader: RangeLoader, transformer: ModelBuilder, now: datetime,
+    record: RunRecord | None = None,
+) -> int:
+    """`alphadb heal`: heal every gap now; 0 when none is left, 4 when some remain, 1 on a failure.
+    `record` (the run's row in ops.runs) receives the totals."""
     result = heal_gaps(settings, connection, transformer.find_gaps(connection), loader, transformer, now)
     runlog.line(
         runlog.OK if result.exit_code == EXIT_OK and not result.remaining else runlog.WARNING,
         f"Gap heal: {len(result.found)} gap(s) found, {len(result.remaining)} remaining, "
         f"{result.points} points, {result.requests} requests in {result.rounds} round(s)",
     )
+    if record is not None:
+        record.add_heal(result, [pair.name for pair in settings.pairs])
     if result.exit_code != EXIT_OK:
         return result.exit_code
     return EXIT_QUALITY if result.remaining else EXIT_OK

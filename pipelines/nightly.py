@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
-from pipelines import alerts, database, heal, load, logfile, report, runlog, transform
+from pipelines import alerts, database, html_report, heal, load, logfile, report, runlog, transform
 from pipelines.config import Pair, Settings, load_settings
 from pipelines.database import Connection
 from pipelines.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, EXIT_QUALITY, AlphaDBError, ConfigError, LockHeld
@@ -33,6 +33,7 @@ from pipelines.heal import HealResult, ModelBuilder, RangeLoader
 from pipelines.load import LoadReport
 from pipelines.locks import exclusive_lock
 from pipelines.transform import DbtOutcome, Gap, NodeResult
+from pipelines.run_history import RunRecord, recording
 
 LOCK_NAME = "run.lock"
 # The original guide's name for the nightly load's step, kept in the log lines and alerts it names.
@@ -137,7 +138,15 @@ class Job:
     failures: list[Failure] = field(default_factory=list)
     points: int = 0
     requests: int = 0
-    step_name: str = "start"
+    history: RunRecord = field(default_factory=lambda: RunRecord("run"))  # its row in ops.runs
+
+    @property
+    def step_name(self) -> str:
+        return self.history.current_step or "start"
+
+    @step_name.setter
+    def step_name(self, name: str) -> None:
+        self.history.enter_step(name)  # the step's duration goes to ops.run_steps
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def record(self, exit_code: int, message: str, step: str | None = None) -> None:
@@ -180,6 +189,7 @@ class Job:
             version = self.parts.database.check_database(connection)
             details["PostgreSQL"] = f"{version // 10000}.{version % 10000}"
             details["database"] = connection.dbname
+        self.history.start(connection)
         return connection
 
     def nightly_load(self, connection: Connection) -> bool:
@@ -197,6 +207,7 @@ class Job:
         self.points += load_report.points
         self.requests += load_report.requests
         self._log_pairs(load_report)
+        self.history.add_load(load_report)
         elapsed = f"{time.monotonic() - started:.1f}s"
         loaded = len(load_report.results) - len(load_report.failed)
         totals = f"{load_report.points} points, {load_report.requests} requests, {loaded}/{len(load_report.results)} pairs"
@@ -238,6 +249,7 @@ class Job:
             transformer.run_tests(self.settings, connection, since),
         )
         elapsed = f"{time.monotonic() - started:.1f}s"
+        self.history.set_tests(outcomes)
         problems = [problem for outcome in outcomes for problem in _outcome_problems(outcome)]
         if not problems:
             runlog.line(runlog.OK, f"{label} passed in {elapsed} (dbt test: {_summary(outcomes[1])})")
@@ -259,6 +271,7 @@ class Job:
             self.fail(exc.exit_code, f"Gap heal failed after {time.monotonic() - started:.1f}s: {exc}")
             raise
         healed = len(result.found) - len(result.remaining)
+        self.history.add_heal(result, [pair.name for pair in self.settings.pairs])  # gaps found and healed: ops.run_gaps
         self.points += result.points
         self.requests += result.requests
         for message in result.failures:
@@ -320,6 +333,8 @@ class Job:
     def _finish(self, elapsed_s: float) -> None:
         totals = f"{self.points} points, {self.requests} requests"
         code = self.exit_code
+        self.history.close(code, self.points, self.requests, [f"{f.step}: {f.message}" for f in self.failures])
+        html_report.write_after_run(self.settings, code)  # after the row is final: the page shows this run
         if code == EXIT_OK:
             runlog.line(runlog.FINISHED, f"Daily backfill cron job completed successfully in {elapsed_s:.1f}s ({totals})")
             self.parts.alerter.ping(self.settings, "success")
@@ -367,8 +382,8 @@ def run(settings: Settings, parts: Collaborators | None = None) -> int:
     runlog.register_secrets(settings.secrets())
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with exclusive_lock(lock_path(settings), "run"):
-            return Job(settings, parts or production_collaborators(), datetime.now(timezone.utc)).run()
+        with exclusive_lock(lock_path(settings), "run"), recording("run") as history:
+            return Job(settings, parts or production_collaborators(), datetime.now(timezone.utc), history=history).run()
     except LockHeld as exc:
         runlog.line(runlog.START, "Starting daily backfill cron job")
         runlog.line(runlog.WARNING, str(exc))

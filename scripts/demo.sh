@@ -39,4 +39,14 @@ export COINGECKO_BASE_URL="$base_url" COINGECKO_PLAN=public COINGECKO_API_KEY= C
 export ALPHADB_HOME="$demo_home" ALPHADB_LOG_FILE="$demo_home/alphadb-demo.log"
 export POSTGRES_HOST= POSTGRES_DB=alphadb_demo POSTGRES_USER=trader POSTGRES_PASSWORD=demo-only
 export SLACK_WEBHOOK_URL= ALPHADB_HEALTHCHECK_URL=
-"$REPO/scripts/run_elt.sh"
+rc=0
+"$REPO/scripts/run_elt.sh" || rc=$?
+
+# The nightly job wrote the data-quality page (its path is in the log above): say where, last.
+page="$("$PY" -c 'from pipelines.config import load_settings; from pipelines.html_report import default_path; print(default_path(load_settings()))' 2>/dev/null || true)"
+if [[ -n "$page" && -f "$page" ]]; then
+  echo "📊 Data-quality page: $page (open file://$page in a browser)"
+else
+  echo "⚠️ No data-quality page was written (see the log above)"
+fi
+exit "$rc"

@@ -51,12 +51,25 @@ def test_smoke_run_of_transform_benchmarks(tmp_path) -> None:  # type: ignore[no
 
 def test_smoke_run_of_the_many_pairs_benchmark(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Benchmark 8 end to end on 20 pairs: every dbt step of the nightly passed and every pair got its views."""
-    assert bench.main(["--smoke", "--only", "8", "--out", str(tmp_path / "results.md")]) == 0
-    scale = bench.main.last_results["scale"]  # type: ignore[attr-defined]
+    results = bench.run(["--smoke", "--only", "8", "--out", str(tmp_path / "results.md")])
+    scale = results["scale"]
     assert scale["ok"], scale.get("failed")
     assert scale["pairs"] == 20 and scale["rows"] == 20 * 2 * 24 and scale["views"] == 40
     assert scale["dbt_test_nodes"] > 0 and scale["dbt_s"] > 0
-    assert {row["number"] for row in bench.main.last_results["rows"]} == {8}  # type: ignore[attr-defined]
+    assert {row["number"] for row in results["rows"]} == {8}
+
+
+def test_smoke_run_of_the_report_benchmark(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Benchmark 7 end to end on a tiny history: candles built, 30 runs recorded, the page written
+    with a candle chart per pair and timeframe, row 7 reported."""
+    out = tmp_path / "results.md"
+    results = bench.run(["--smoke", "--only", "7", "--out", str(out)])
+    report = results["report"]
+    assert report["candles_ok"] and report["rows"] > 0 and report["runs"] == 30
+    assert report["charts"] == 2 * 2 and report["page_bytes"] > 1_000_000  # BokehJS inlined
+    assert len(report["rounds_s"]) == 3 and report["generation_s"] > 0
+    assert {row["number"] for row in results["rows"]} == {7}
+    assert "| 7 | data-quality page" in out.read_text()
 
 
 def test_transform_benchmark_data_and_baseline() -> None:
