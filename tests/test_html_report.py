@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from browser_support import Browser, chromium_path
-from loader_support import alphadb_command, output, query, run_cli
+from postgres_support import query
+from process_support import alphadb_command, output, run_cli
 
 # CI installs chromium (.ci/run), so there a missing browser fails the tests instead of skipping them.
 pytestmark = pytest.mark.skipif(chromium_path() is None and not os.environ.get("CI"), reason="chromium is not installed (apt-get install chromium)")

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from loader_support import alphadb_command, data_requests, output, query, run_cli
+from http_support import data_requests
+from postgres_support import query
+from process_support import alphadb_command, output, run_cli
 from pipelines import run_history, runlog
-from pipelines.errors import EXIT_CONFIG
+from pipelines.errors import EXIT_UNKNOWN_COIN
 
 
 def runs(database: Any) -> list[dict[str, Any]]:
@@ -77,9 +79,9 @@ def test_a_refused_command_writes_no_history(alphadb_env, database) -> None:  # 
 def test_a_failed_pair_is_recorded_with_its_message(alphadb_env, database, simulator) -> None:  # type: ignore[no-untyped-def]
     env = {**alphadb_env, "ALPHADB_PAIRS": "BTC/USDT=bitcoin:usd,NOPE/USDT=no-such-coin:usd"}
     result = run_cli(env, "load")
-    assert result.returncode == EXIT_CONFIG, output(result)
+    assert result.returncode == EXIT_UNKNOWN_COIN, output(result)
     (row,) = runs(database)
-    assert (row["status"], row["exit_code"]) == ("finished", EXIT_CONFIG)
+    assert (row["status"], row["exit_code"]) == ("finished", EXIT_UNKNOWN_COIN)
     assert row["pairs_loaded"] == ["BTC/USDT"] and row["pairs_failed"] == ["NOPE/USDT"]
     assert len(row["failures"]) == 1 and row["failures"][0].startswith("NOPE/USDT: ") and "no-such-coin" in row["failures"][0]
 
