@@ -16,7 +16,7 @@ from http_support import data_requests
 from postgres_support import query
 from process_support import alphadb_command, output, run_cli
 from pipelines import run_history, runlog
-from pipelines.errors import EXIT_UNKNOWN_COIN
+from pipelines.errors import EXIT_CONFIG, EXIT_UNKNOWN_COIN
 
 
 def runs(database: Any) -> list[dict[str, Any]]:
