@@ -92,7 +92,7 @@ comment on column ops.runs.started_at is 'When the process started (UTC).';
 comment on column ops.runs.ended_at is 'When it ended (UTC); null while running and for a run that never finished.';
 comment on column ops.runs.status is
     'running; finished (exit_code is set); abandoned: the process died without finishing (killed), noticed by a later run.';
-comment on column ops.runs.exit_code is '0 success, 1 failure, 2 configuration, 3 database, 4 data quality, 130 interrupted.';
+comment on column ops.runs.exit_code is '0 success, 1 failure, 2 configuration, 3 database, 4 data quality, 5 unknown coin, 75 locked, 130 interrupted.';
 comment on column ops.runs.points is 'Price points fetched from CoinGecko (loads and gap heals).';
 comment on column ops.runs.requests is 'HTTP requests made to CoinGecko.';
 comment on column ops.runs.pairs_loaded is 'Pairs whose load succeeded.';

@@ -32,6 +32,7 @@ def offline_client(tmp_path: Path, base_url: str, sleeps: list[float]) -> CoinGe
         (f"http://127.0.0.1:{closed_port()}/api/v3", "connection refused"),
         (f"http://{NO_SUCH_HOST}/api/v3", "its name does not resolve"),
     ],
+    ids=["refused", "unresolvable"],  # the same test ids in every xdist worker (the port differs)
 )
 def test_an_unreachable_host_gets_one_quick_retry(tmp_path: Path, base_url: str, reason: str) -> None:
     sleeps: list[float] = []
