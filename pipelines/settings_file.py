@@ -52,9 +52,10 @@ KNOWN_SETTINGS = (
     # Tuning and troubleshooting
     "ALPHADB_LOAD_LOCK_WAIT_S",
     "ALPHADB_DEBUG",
-    # Read by the test suite and `make reliability` only
+    # Read by the test suite, CI (`.ci/run`) and `make reliability` only
     "ALPHADB_COINGECKO_FIXTURES",
     "ALPHADB_RELIABILITY_JSON",
+    "ALPHADB_REQUIRE_SYSTEM_TOOLS",
 )
 OUR_PREFIXES = ("ALPHADB_", "COINGECKO_", "POSTGRES_")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
