@@ -1,6 +1,6 @@
 """parse_market_chart: the data's quirks become clean rows, one per instant, source timestamps kept.
 
-Synthetic bodies for each quirk, every real response in shared/coingecko/ point by point, and the
+Synthetic bodies for each quirk, every real response in tests/fixtures/coingecko/ point by point, and the
 simulator's corrupted bodies fetched over real HTTP through the client.
 """
 

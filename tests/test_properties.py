@@ -85,7 +85,7 @@ def test_parser_output_ignores_order_and_duplicates(points: list[Point], seed: i
     assert got.equals(expected)
     ts = got.column("ts").cast("int64").to_pylist()
     stamps = sorted(set(p[0] for p in points))
-    precise = {t // 1000 for t in stamps if t % 1000}  # `t.000` next to `t.xyz` is one instant (PROVENANCE.md)
+    precise = {t // 1000 for t in stamps if t % 1000}  # `t.000` next to `t.xyz` is one instant (tests/fixtures/coingecko/PROVENANCE.md)
     assert ts == [t for t in stamps if t % 1000 or t // 1000 not in precise]
 
 

@@ -1,4 +1,4 @@
-"""CoinGecko API facts the loader plans around (see shared/coingecko/API_NOTES.md)."""
+"""CoinGecko API facts the loader plans around (docs/design.md lists the plans; tests/fixtures/coingecko/PROVENANCE.md the real responses)."""
 
 from __future__ import annotations
 
