@@ -8,9 +8,10 @@ import io
 import os
 import re
 import subprocess
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from PIL import Image
@@ -78,17 +79,22 @@ def hours_ago(hours: float) -> float:
     return (now - timedelta(hours=hours)).timestamp()
 
 
-def open_page(path: Path, profile: Path) -> tuple[Browser, dict[str, Any], list[dict[str, Any]]]:
-    """Open the page, wait until BokehJS has drawn every chart; returns (browser, fields, panels)."""
+@contextmanager
+def clean_page(path: Path, profile: Path, charts: bool = True) -> Iterator[tuple[Browser, dict[str, Any], list[dict[str, Any]]]]:
+    """Open the page in Chromium (waiting until BokehJS has drawn every chart, when it has any),
+    check that it logged no error and loaded nothing from elsewhere, yield (browser, fields, panels)
+    and close the browser afterwards."""
     profile.mkdir(parents=True, exist_ok=True)
     browser = Browser(profile)
     try:
         browser.open(path.resolve().as_uri())
-        browser.wait_until(f"(() => {{ const p = {PANELS_JS.strip()}; return p.length > 0 && p.every(x => x.ink > 0); }})()")
-        return browser, browser.evaluate(FIELDS_JS), browser.evaluate(PANELS_JS)
-    except BaseException:
+        if charts:
+            browser.wait_until(f"(() => {{ const p = {PANELS_JS.strip()}; return p.length > 0 && p.every(x => x.ink > 0); }})()")
+        fields, panels = browser.evaluate(FIELDS_JS), browser.evaluate(PANELS_JS)
+        assert_offline_and_clean(browser)
+        yield browser, fields, panels
+    finally:
         browser.close()
-        raise
 
 
 def assert_offline_and_clean(browser: Browser) -> None:
@@ -141,12 +147,8 @@ def test_the_page_of_a_failed_nightly_run_in_chromium(alphadb_env, database, sim
         assert secret not in html and secret not in default_page.read_text()
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=\"https?:", html)  # nothing loaded from elsewhere
 
-    browser, fields, panels = open_page(page, tmp_path / "profile")
-    try:
-        assert_offline_and_clean(browser)
+    with clean_page(page, tmp_path / "profile") as (browser, fields, panels):
         assert_not_blank(browser.screenshot())
-    finally:
-        browser.close()
 
     # One chart per pair and panel, each drawn; the pair without data says so instead.
     drawn = sorted((p["panel"], p["pair"]) for p in panels)
@@ -181,12 +183,8 @@ def test_the_page_of_a_failed_nightly_run_in_chromium(alphadb_env, database, sim
     simulator.clear_faults()
     assert run_cli(env, "load").returncode == 0
     write_page(env, page)
-    browser, fields, panels = open_page(page, tmp_path / "profile2")
-    try:
-        assert_offline_and_clean(browser)
+    with clean_page(page, tmp_path / "profile2") as (browser, fields, panels):
         bars = browser.evaluate("Bokeh.documents[0].get_model_by_name('run-history').x_range.factors.length")
-    finally:
-        browser.close()
     (started,) = query(database, "select max(started_at) from ops.runs where exit_code = 0")[0]
     assert bars == 2 and fields["outcome"] == "succeeded" and fields["exit_code"] == "0"
     assert fields["last_success"] == started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -196,22 +194,12 @@ def test_the_page_of_a_failed_nightly_run_in_chromium(alphadb_env, database, sim
 def test_an_empty_database_renders_with_messages(alphadb_env, database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page = tmp_path / "empty.html"
     write_page(alphadb_env, page)
-    browser, fields, panels = open_page_without_charts(page, tmp_path / "profile")
-    try:
-        assert_offline_and_clean(browser)
-    finally:
-        browser.close()
+    with clean_page(page, tmp_path / "profile", charts=False) as (_browser, fields, panels):
+        pass
     assert panels == []
     assert {kind for kind, _ in fields["banners"]} == {"no-runs", "no-candles"}
     assert {kind for kind, _pair, _text in fields["empty"]} >= {"coverage", "runs", "tests", "candles-1h", "candles-1d"}
     assert fields["exit_code"] == "—" and fields["gap_count"] == "0"
-
-
-def open_page_without_charts(path: Path, profile: Path) -> tuple[Browser, dict[str, Any], list[dict[str, Any]]]:
-    profile.mkdir(parents=True, exist_ok=True)
-    browser = Browser(profile)
-    browser.open(path.resolve().as_uri())
-    return browser, browser.evaluate(FIELDS_JS), browser.evaluate(PANELS_JS)
 
 
 def test_report_html_default_path_and_unwritable_path(alphadb_env, database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -240,11 +228,8 @@ def test_a_healed_gap_is_recorded_and_shown(alphadb_env, database, simulator, tm
 
     page = tmp_path / "page.html"
     write_page(env, page)
-    browser, fields, _panels = open_page(page, tmp_path / "profile")
-    try:
-        assert_offline_and_clean(browser)
-    finally:
-        browser.close()
+    with clean_page(page, tmp_path / "profile") as (_browser, fields, _panels):
+        pass
     pair, timeframe, start, end, missing, _healed, run_id = gap
     (run_started,) = query(database, "select started_at from ops.runs where run_id = %s", (run_id,))[0]
     stamp = "%Y-%m-%d %H:%M"
