@@ -58,8 +58,10 @@ def client(tmp_path: Path, base_url: str, sleep: Any = None, **extra: str) -> Co
 
 
 def past_window(now: float | None = None) -> tuple[int, int]:
+    """A past day anchored at half past the hour: samples land up to a minute after each full
+    hour, so such a window holds exactly 24 of them whatever the time of day the test runs."""
     now = time.time() if now is None else now
-    end = int(now) - 9 * 86400
+    end = int(now) // 3600 * 3600 - 9 * 86400 + 1800
     return end - 86400, end
 
 
