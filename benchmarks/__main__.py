@@ -111,6 +111,27 @@ def scale_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+NIGHTLY_MARGIN_S = 90.0  # what the nightly may add to the API's own minimum time (issue 15)
+RSS_GROWTH_LIMIT = 2.0
+
+
+def nightly_rows(r: dict[str, Any]) -> list[Row]:
+    scale, base = r["scale"], r["baseline"]
+    steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in scale["steps_s"].items())
+    failed = "" if scale["exit_code"] == 0 else f" (exit {scale['exit_code']})"
+    return [
+        Row(10, f"whole nightly (`alphadb run`), {r['pairs']:,} pairs at {r['rate_per_min']}/min (client and server)",
+            f"{_fmt(scale['elapsed_s'], ' s')}{failed}:"
+            f" {scale['requests']:,} requests over {_fmt(scale['requests_span_s'], ' s')}; steps: {steps}",
+            f"API minimum {_fmt(scale['api_minimum_s'], ' s')} ({scale['requests']:,} x 60 / {r['rate_per_min']})",
+            f"+{_fmt(r['over_api_minimum_s'], ' s')}", "<= API minimum + 90 s",
+            r["ok"] and r["over_api_minimum_s"] <= NIGHTLY_MARGIN_S),
+        Row(10, f"peak RSS of that nightly (job + dbt), {r['pairs']:,} vs {r['baseline_pairs']} pairs",
+            _fmt(scale["peak_rss_kb"] / 1024, " MiB", 0), _fmt(base["peak_rss_kb"] / 1024, " MiB", 0),
+            _fmt(r["rss_ratio"], "x"), "<= 2x", r["ok"] and r["rss_ratio"] <= RSS_GROWTH_LIMIT),
+    ]
+
+
 PAGE_BUDGET_BYTES = 5_000_000
 PAGE_BUDGET_S = 10.0
 
@@ -172,6 +193,16 @@ METHOD = """\
   with the long history against one with the short history, both with candles already built; two
   interleaved rounds, the faster of each side counts. "dbt SQL" is the sum of dbt's per-node
   execution times (run + test), i.e. without dbt's start-up and parsing.
+- **10**: `benchmarks/nightlybench.py`. Each side (the many pairs, then the baseline's few) gets its
+  own database, home and simulator process (pro host, the server-side limit equal to the client's
+  rate, one synthetic coin per pair); a week of hourly history per pair ending two days ago is
+  written straight into the raw table and the candles built by `dbt run --full-refresh`; then
+  `alphadb run` runs in a child process, timed from start to exit, with every step the job runs
+  (environment and database checks, load, dbt run, freshness and tests, heal, report, the HTML
+  page). Requests are counted from the simulator's log; "API minimum" is requests x 60 / rate, the
+  floor no nightly can beat. The steps' seconds come from the run history (`ops.run_steps`). Peak
+  RSS is the largest resident set in the run's process tree (the job and the dbt processes it
+  starts), from `wait4`.
 - **8**: 1,000 synthetic pairs (the raw points written straight into the raw table, each stored a
   day after its time), a week of hourly history each, candles built; then one more day of points
   stored now, and the dbt part of the nightly timed as `alphadb run` runs it on a weekday: `dbt run`
@@ -183,7 +214,7 @@ METHOD = """\
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (what the test suite runs)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma-separated benchmark numbers")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,10", help="comma-separated benchmark numbers")
     parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS}, none with --smoke)")
     parser.add_argument("--load-pairs", type=int, default=None)
     parser.add_argument("--load-hours", type=int, default=None, help="hours of history per pair, big backfill")
@@ -196,6 +227,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale-pairs", type=int, default=None, help="pairs of benchmark 8")
     parser.add_argument("--report-pairs", type=int, default=None)
     parser.add_argument("--report-days", type=int, default=None)
+    parser.add_argument("--nightly-pairs", type=int, default=None, help="pairs of benchmark 10")
+    parser.add_argument("--nightly-rate", type=int, default=None, help="requests/min of benchmark 10")
     return parser.parse_args(argv)
 
 
@@ -217,6 +250,11 @@ def sizes_for(args: argparse.Namespace) -> dict[str, int]:
         "scale_days": 2 if smoke else 7,
         "report_pairs": args.report_pairs or (2 if smoke else 20),
         "report_days": args.report_days or (10 if smoke else 3 * 365),
+        # the whole nightly: 1,000 pairs at CoinGecko Pro's 500 requests/min against 20 pairs
+        "nightly_pairs": args.nightly_pairs or (4 if smoke else 1000),
+        "nightly_baseline_pairs": 2 if smoke else 20,
+        "nightly_rate": args.nightly_rate or (6000 if smoke else 500),
+        "nightly_history_days": 2 if smoke else 7,
     }
 
 
@@ -257,6 +295,14 @@ def measure(pg: Postgres, sizes: dict[str, int], only: set[int], smoke: bool) ->
         print(f"benchmark 8: dbt nightly, {sizes['scale_pairs']} pairs x {sizes['scale_days']} d ...", flush=True)
         results["scale"] = run_scale_benchmark(pg, sizes["scale_pairs"], sizes["scale_days"])
         rows += scale_rows(results["scale"])
+    if 10 in only:
+        from benchmarks.nightlybench import run_nightly_benchmark
+
+        print(f"benchmark 10: whole nightly, {sizes['nightly_pairs']} pairs at {sizes['nightly_rate']}/min ...", flush=True)
+        results["nightly"] = run_nightly_benchmark(
+            pg, sizes["nightly_pairs"], sizes["nightly_baseline_pairs"], sizes["nightly_rate"], sizes["nightly_history_days"]
+        )
+        rows += nightly_rows(results["nightly"])
     rows.sort(key=lambda row: row.number)
     return results, rows
 
