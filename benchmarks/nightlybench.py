@@ -117,6 +117,7 @@ def one_night(pg: Postgres, pair_count: int, rate_per_min: int, history_days: in
             log = [entry for entry in _admin(base_url, "GET", "/__admin/requests") if entry.get("path", "").startswith("/api/")]
             times = sorted(entry["time"] for entry in log)
             out["requests"] = len(log)
+            out["chart_requests"] = sum(1 for entry in log if "/market_chart" in entry["path"])
             out["status_429"] = sum(1 for entry in log if entry.get("status") == 429)
             out["requests_span_s"] = (times[-1] - times[0]) if times else 0.0
             out["api_minimum_s"] = len(log) * 60 / rate_per_min

@@ -93,3 +93,22 @@ def test_transform_benchmark_data_and_baseline() -> None:
             assert cur.fetchone() == (rows, True, True, True)
     finally:
         pg.close()
+
+
+def test_smoke_run_of_the_whole_nightly_benchmark(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Benchmark 10 end to end on a few pairs: both `alphadb run`s exited 0 against their simulator
+    processes, every pair made its nightly requests, the steps came from the run history and the
+    peak RSS of each process tree was measured."""
+    results = bench.run(["--smoke", "--only", "10", "--out", str(tmp_path / "results.md")])
+    nightly = results["nightly"]
+    assert nightly["ok"], (nightly["scale"]["tail"], nightly["baseline"]["tail"])
+    for side, pairs in (("scale", 4), ("baseline", 2)):
+        run = nightly[side]
+        assert run["exit_code"] == 0 and run["status_429"] == 0
+        # a live day and a range window per pair (the history ends two days ago), besides the pings
+        assert run["chart_requests"] == 2 * pairs and run["requests"] > run["chart_requests"]
+        assert run["api_minimum_s"] == pytest.approx(run["requests"] * 60 / 6000)
+        assert {"Backfill", "dbt run", "Data quality checks"} <= set(run["steps_s"])
+        assert run["peak_rss_kb"] > 50_000  # at least the job's own interpreter with dlt loaded
+    assert nightly["rss_ratio"] == pytest.approx(nightly["scale"]["peak_rss_kb"] / nightly["baseline"]["peak_rss_kb"])
+    assert [row["number"] for row in results["rows"]] == [10, 10]
