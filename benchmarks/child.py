@@ -49,7 +49,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_kb": _peak_rss_kb(),
         "rss_after_imports_kb": rss_before,
         "errors": errors,
-        "steps": [asdict(step) for step in getattr(report, "steps", ())],  # when and how long each load step read and loaded
+        "steps": [asdict(step) for step in report.steps],  # when each load step was read and loaded
     }
 
 
