@@ -121,9 +121,8 @@ class _Tally:
     results: dict[Pair, PairResult] = field(default_factory=dict)
     steps: list[StepTiming] = field(default_factory=list)
 
-    def add_step(self, reads: Sequence[PairRead], written: Mapping[Pair, int], timing: StepTiming | None = None) -> None:
-        if timing is not None:
-            self.steps.append(timing)
+    def add_step(self, reads: Sequence[PairRead], written: Mapping[Pair, int], timing: StepTiming) -> None:
+        self.steps.append(timing)
         for read in reads:
             before = self.results.get(read.pair, PairResult(read.pair))
             self.results[read.pair] = replace(
