@@ -194,6 +194,17 @@ def _incremental_predicate(phase: str, home: Path, simulator: Any) -> Any:
     return in_merge
 
 
+def _uninterrupted_load(env: dict[str, str], new_database: Callable[[], TempDatabase], home: Path) -> dict[Any, Any]:
+    """What `alphadb load` with `env` stores when nothing interrupts it (in a database of its own)."""
+    ref = new_database()
+    try:
+        result = run_cli(env_for(env, ref.connection, home), "load")
+        assert result.returncode == 0, output(result)
+        return staging_rows(ref.connection)
+    finally:
+        ref.drop()
+
+
 @pytest.mark.parametrize("phase", ["extract", "load_merge"])
 def test_sigkill_nightly_load_then_next_load(
     phase: str, alphadb_env: dict[str, str], database: Any, simulator: Any, new_database: Callable[[], TempDatabase], tmp_path: Path
@@ -201,13 +212,7 @@ def test_sigkill_nightly_load_then_next_load(
     """`alphadb load` killed; the next `alphadb load` finishes/discards the package and loads new data."""
     now_s = float(int(time.time()))
     simulator.configure(now=now_s)  # the simulator's data stops at a fixed instant: runs compare exactly
-    ref = new_database()
-    try:
-        result = run_cli(env_for(alphadb_env, ref.connection, tmp_path / "ref-home"), "load")
-        assert result.returncode == 0, output(result)
-        reference = staging_rows(ref.connection)
-    finally:
-        ref.drop()
+    reference = _uninterrupted_load(alphadb_env, new_database, tmp_path / "ref-home")
     home = Path(alphadb_env["ALPHADB_HOME"])
     if phase == "extract":
         simulator.add_fault({"kind": "slow", "delay_s": 0.5})
@@ -263,13 +268,7 @@ def test_sigkill_between_the_steps_of_a_nightly_load_loses_nothing(
     now_s = float(int(time.time()))
     simulator.configure(coins=sorted(DEFAULT_COINS | set(coins)), now=now_s)  # data stops at a fixed instant
     env = {**alphadb_env, "ALPHADB_PAIRS": ",".join(f"{name}={coin}:usd" for name, coin in zip(names, coins))}
-    ref = new_database()
-    try:
-        result = run_cli(env_for(env, ref.connection, tmp_path / "ref-home"), "load")
-        assert result.returncode == 0, output(result)
-        reference = staging_rows(ref.connection)
-    finally:
-        ref.drop()
+    reference = _uninterrupted_load(env, new_database, tmp_path / "ref-home")
 
     # The last pair, alone in step 2, answers slowly: step 1 commits while step 2 is still read.
     simulator.add_fault({"kind": "slow", "delay_s": 3.0, "coin": coins[-1]})
