@@ -2,9 +2,9 @@
 
 Driven by the loader's own run-log records (`backfill step k/N`, or `load step k/N` for a nightly
 load of more pairs than one step holds, logged as each step's load starts), so the loader knows
-nothing about terminals. On a terminal the bar replaces those step
-lines on screen (the log file still gets them) and every other line is printed above the bar;
-anywhere else (cron, a pipe, a file) nothing changes: plain log lines.
+nothing about terminals. On a terminal the bar replaces those step lines on screen (the log file
+still gets them) and every other line is printed above the bar; anywhere else (cron, a pipe, a
+file) nothing changes: plain log lines.
 """
 
 from __future__ import annotations
