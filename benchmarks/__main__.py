@@ -48,10 +48,11 @@ def _fmt(x: float, unit: str = "", digits: int = 2) -> str:
 def load_rows(r: dict[str, Any]) -> list[Row]:
     first, reload, small = r["first"], r["reload"], r["small"]
     return [
+        # Information, no target: what bounds a load is the API's rate (row 9), not a bare COPY.
         Row(1, f"load throughput ({first['points']:,} points, {r['pairs']} pairs, {first['requests']} requests)",
             f"loader {_fmt(r['load_pps'], ' pts/s', 0)} ({_fmt(first['elapsed_s'], ' s')})",
             f"COPY {_fmt(r['copy_pps'], ' pts/s', 0)} ({_fmt(r['copy_s'], ' s')})",
-            _fmt(100 * r["load_vs_copy"], " %", 1), ">= 40 %", r["load_vs_copy"] >= 0.40),
+            _fmt(100 * r["load_vs_copy"], " %", 1), "", None),
         Row(1, "  ceiling: fetch + parse only (HTTP, JSON, Arrow; no database)",
             f"{_fmt(r['fetch_points'] / r['fetch_parse_s'], ' pts/s', 0)} ({_fmt(r['fetch_parse_s'], ' s')})",
             "COPY, as above", _fmt(100 * r["fetch_parse_vs_copy"], " %", 1), "", None),
@@ -79,6 +80,26 @@ def api_rows(r: dict[str, Any]) -> list[Row]:
             f"{r['status_429']} x 429 in {r['requests_total']} requests",
             f"max {r['max_in_any_60s']} in any 60 s over {_fmt(r['duration_s'], ' s', 0)}", "", "0", clean),
     ]
+
+
+PACE_TARGET = 1.15  # a backfill's wall time / the API's minimum (requests / rate)
+
+
+def pace_rows(r: dict[str, Any]) -> list[Row]:
+    rows = []
+    for rate, run in r["runs"].items():
+        waited = run["reader_waited_on_loader_s"]
+        clean = run["status_429"] == 0 and run["rows"] == run["keys"] == run["points"] > 0
+        rows.append(
+            Row(9, f"backfill {r['pairs']} pairs x {r['days']} d, client and server at {rate} requests/min",
+                f"{_fmt(run['wall_s'], ' s')} ({run['requests_served']} requests{'' if clean else ', NOT CLEAN'}): before the first request"
+                f" {_fmt(run['before_first_request_s'], ' s')}, requests {_fmt(run['request_span_s'], ' s')}"
+                f" (the rate's spacing {_fmt(run['spacing_s'], ' s')}), tail {_fmt(run['tail_s'], ' s')}"
+                + ("" if waited is None else f"; reader waited on the loader {_fmt(waited, ' s')} over {run['steps']} steps"),
+                f"API minimum {_fmt(run['api_minimum_s'], ' s')}", _fmt(run["ratio"], "x"), f"<= {PACE_TARGET}x",
+                clean and run["ratio"] <= PACE_TARGET)
+        )
+    return rows
 
 
 def transform_rows(r: dict[str, Any]) -> list[Row]:
@@ -171,10 +192,23 @@ METHOD = """\
   points/s: the loader's own work before dlt alone (a second pass over the cached responses:
   HTTP, JSON decoding, Arrow tables, no database), and the same COPY into a logged table with the
   raw table's two indexes (what writing these rows into the real table costs before any merge
-  work). A loader doing both cannot beat the slower of them. Peak RSS is each child's own VmHWM.
+  work). A loader doing both cannot beat the slower of them. Row 1 has no target: the COPY into an
+  unlogged table without indexes is no limit a loader of the real, indexed table can approach; what
+  bounds a load is the API's rate (row 9). Peak RSS is each child's own VmHWM.
 - **5**: the plain in-process simulator with its server-side limit set to the client's
   `COINGECKO_RATE_LIMIT_PER_MIN`: a 365-day backfill (`load_range`, ending now), then two nightly
   runs (`load_incremental`); requests counted per pair from the simulator's request log.
+- **9**: a backfill (`load_range`, 365 days ending now) of 100 pairs, the loader in a child process
+  with `COINGECKO_RATE_LIMIT_PER_MIN` at 500 (CoinGecko Analyst) and at 1,000 requests/min (the highest
+  published plan), the replaying simulator in its own process (`benchmarks/replay.py`, coin-01..coin-100)
+  enforcing the same limit with the simulator's own sliding minute and 429s. Its cache is warmed
+  unthrottled first with the backfill's very windows, so the limited run measures the loader against
+  the rate, not the simulator generating prices. The API minimum is requests served / rate; the rest
+  of the wall time is split into the time before the first request (load lock, dlt state, indexes),
+  the request span beyond the rate's own spacing, and the tail after the last request (the last load
+  step); "reader waited on the loader" sums the gaps between one step's last read and the next
+  step's first (the reader holding a finished step the loader has not taken yet). Every point is
+  checked stored once (rows = distinct keys = points read) and no request answered 429.
 - **7**: benchmark 3's history (20 pairs x 3 years of hourly points, candles built by a real
   `dbt run --full-refresh`) plus 30 runs recorded in `ops.runs`; `alphadb report --html`'s work
   (`html_report.write_page`: the queries, the Bokeh charts, writing the file) timed three times, the
@@ -214,13 +248,15 @@ METHOD = """\
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (what the test suite runs)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,10", help="comma-separated benchmark numbers")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated benchmark numbers")
     parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS}, none with --smoke)")
     parser.add_argument("--load-pairs", type=int, default=None)
     parser.add_argument("--load-hours", type=int, default=None, help="hours of history per pair, big backfill")
     parser.add_argument("--small-hours", type=int, default=None, help="hours of history per pair, small backfill")
     parser.add_argument("--api-pairs", type=int, default=None)
     parser.add_argument("--api-rate", type=int, default=None, help="client and server requests/min")
+    parser.add_argument("--pace-pairs", type=int, default=None, help="pairs of benchmark 9")
+    parser.add_argument("--pace-days", type=int, default=None, help="days of benchmark 9's backfill")
     parser.add_argument("--dbt-pairs", type=int, default=None)
     parser.add_argument("--long-days", type=int, default=None)
     parser.add_argument("--short-days", type=int, default=None)
@@ -242,6 +278,9 @@ def sizes_for(args: argparse.Namespace) -> dict[str, int]:
         # 10 pairs x (6 + 2 x 2) requests at 90/min: a little over a minute, so the server's window fills
         "api_pairs": args.api_pairs or (2 if smoke else 10),
         "api_rate": args.api_rate or (6000 if smoke else 90),
+        # 100 pairs x 365 days = 600 requests: 72 s at 500/min, 36 s at 1,000/min
+        "pace_pairs": args.pace_pairs or (3 if smoke else 100),
+        "pace_days": args.pace_days or 365,
         "dbt_pairs": args.dbt_pairs or (2 if smoke else 20),
         "long_days": args.long_days or (10 if smoke else 3 * 365),
         "short_days": args.short_days or (3 if smoke else 7),
@@ -274,6 +313,12 @@ def measure(pg: Postgres, sizes: dict[str, int], only: set[int], smoke: bool) ->
         print(f"benchmark 5: API economy, {sizes['api_pairs']} pairs at {sizes['api_rate']}/min ...", flush=True)
         results["api"] = run_api_benchmark(pg, sizes["api_pairs"], sizes["api_rate"])
         rows += api_rows(results["api"])
+    if 9 in only:
+        from benchmarks.apibench import run_backfill_pace_benchmark
+
+        print(f"benchmark 9: backfill at the API's pace, {sizes['pace_pairs']} pairs x {sizes['pace_days']} d ...", flush=True)
+        results["pace"] = run_backfill_pace_benchmark(pg, sizes["pace_pairs"], sizes["pace_days"])
+        rows += pace_rows(results["pace"])
     if only & {3, 4}:
         from benchmarks.transformbench import run_transform_benchmarks
 

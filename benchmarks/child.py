@@ -7,6 +7,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -30,9 +31,11 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     settings = load_settings(job["env"])
     connection = Connection(**job["connection"])
     rss_before = _peak_rss_kb()
+    started_at = time.time()  # wall clock: comparable with a server's request log
     started = time.perf_counter()
     if job["kind"] == "range":
-        report = load_range(settings, connection, datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]))
+        now = datetime.fromisoformat(job["now"]) if "now" in job else None
+        report = load_range(settings, connection, datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]), now=now)
     else:
         report = load_incremental(settings, connection)
     elapsed = time.perf_counter() - started
@@ -41,9 +44,12 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "points": report.points,
         "requests": report.requests,
         "elapsed_s": elapsed,
+        "started_at": started_at,
+        "finished_at": started_at + elapsed,
         "peak_rss_kb": _peak_rss_kb(),
         "rss_after_imports_kb": rss_before,
         "errors": errors,
+        "steps": [asdict(step) for step in report.steps],  # when each load step was read and loaded
     }
 
 

@@ -27,10 +27,11 @@ COLUMNS = "coin_id, vs_currency, ts, price, market_cap, total_volume, loaded_at"
 
 
 @contextmanager
-def replay_server() -> Iterator[str]:
-    """The caching simulator in a child process; yields its base URL."""
+def replay_server(coins: int = 40) -> Iterator[str]:
+    """The caching simulator in a child process, serving coin-01..coin-`coins`; yields its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.replay"], cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "benchmarks.replay", "--coins", str(coins)],
+        cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
         assert proc.stdout is not None
@@ -48,10 +49,13 @@ def replay_server() -> Iterator[str]:
             proc.wait()
 
 
-def fetch_all(env: dict[str, str], start: datetime, end: datetime, parse: bool = False) -> tuple[int, int, float]:
-    """Request every window the loader will request; returns (requests, points, seconds). The first
-    pass fills the replay cache; a second one with `parse` is the loader's own work before dlt (HTTP,
-    JSON decoding, Arrow tables): a floor for its time, whatever happens after."""
+def fetch_all(
+    env: dict[str, str], start: datetime, end: datetime, parse: bool = False, now: datetime | None = None
+) -> tuple[int, int, float]:
+    """Request every window the loader will request (planned at `now`, by default this moment);
+    returns (requests, points, seconds). The first pass fills the replay cache; a second one with
+    `parse` is the loader's own work before dlt (HTTP, JSON decoding, Arrow tables): a floor for its
+    time, whatever happens after."""
     from pipelines.coingecko.client import CoinGeckoClient
     from pipelines.coingecko.helpers import fetch_window
     from pipelines.coingecko.parsing import parse_market_chart
@@ -59,7 +63,7 @@ def fetch_all(env: dict[str, str], start: datetime, end: datetime, parse: bool =
 
     settings = settings_for(env)
     client = CoinGeckoClient(settings)
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
     points = 0
     started = time.perf_counter()
     for pair in settings.pairs:
@@ -88,8 +92,12 @@ def run_child(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     return result
 
 
-def range_job(env: dict[str, str], connection: Connection, start: datetime, end: datetime) -> dict[str, Any]:
-    return {"kind": "range", "env": env, "connection": asdict(connection), "start": start.isoformat(), "end": end.isoformat()}
+def range_job(
+    env: dict[str, str], connection: Connection, start: datetime, end: datetime, now: datetime | None = None
+) -> dict[str, Any]:
+    """A `load_range` for `benchmarks.child`; `now` fixes the plan (the windows a warm-up fetched)."""
+    job = {"kind": "range", "env": env, "connection": asdict(connection), "start": start.isoformat(), "end": end.isoformat()}
+    return job | ({"now": now.isoformat()} if now else {})
 
 
 def copy_baseline(connection: Connection, keyed: bool = False, repeats: int = 3) -> tuple[int, float]:

@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
     load._run = timed_run
     pg = Postgres()
     try:
-        with replay_server() as base_url, scratch_dir("alphadb-profile-") as home:
+        with replay_server(coins=pairs) as base_url, scratch_dir("alphadb-profile-") as home:
             connection = pg.new_database("profile")
             env = bench_env(connection, base_url, bench_pairs(pairs), home)
             end = RANGE_START + timedelta(hours=hours)

@@ -88,10 +88,13 @@ def _connection(settings: Settings, fetches: bool = False, record: run_history.R
 
 
 def _print_load(report: LoadReport) -> int:
+    from pipelines.load import FEW_PAIRS
+
+    every_pair = len(report.results) <= FEW_PAIRS  # else the failures and the totals only
     for result in report.results:
         if result.error:
             runlog.line(runlog.ERROR, f"{result.pair.name}: {result.error}")
-        else:
+        elif every_pair:
             runlog.line(
                 runlog.OK,
                 f"{result.pair.name}: {result.points} points ({result.written} new or changed) in {result.requests} request(s)",

@@ -176,7 +176,7 @@ class Job:
         settings = self.settings
         with self.step("Environment check") as details:
             details["plan"] = settings.plan
-            details["pairs"] = ", ".join(p.name for p in settings.pairs)
+            details["pairs"] = pairs_text(settings.pairs)
             details["lookback"] = f"{settings.lookback_days} days"
             if settings.api_key:
                 # A bad key or a wrong plan raises ConfigError saying what to set.
@@ -206,7 +206,7 @@ class Job:
             raise
         self.points += load_report.points
         self.requests += load_report.requests
-        self._log_pairs(load_report)
+        self._log_failed_pairs(load_report)
         self.history.add_load(load_report)
         elapsed = f"{time.monotonic() - started:.1f}s"
         loaded = len(load_report.results) - len(load_report.failed)
@@ -214,20 +214,19 @@ class Job:
         if not load_report.failed:
             runlog.line(runlog.OK, f"{NIGHTLY_LOAD_STEP} completed successfully in {elapsed}: {totals}")
             return True
-        names = ", ".join(r.pair.name for r in load_report.failed)
-        runlog.line(runlog.ERROR, f"{NIGHTLY_LOAD_STEP} failed for {names} in {elapsed}: {totals}")
+        failed = pairs_text([r.pair for r in load_report.failed])
+        runlog.line(runlog.ERROR, f"{NIGHTLY_LOAD_STEP} failed for {failed} in {elapsed}: {totals}")
         if loaded == 0:
             runlog.line(runlog.ERROR, "No pair loaded: skipping dbt")
             return False
         return True
 
-    def _log_pairs(self, load_report: LoadReport) -> None:
-        for result in load_report.results:
-            if result.error is None:
-                runlog.line(runlog.OK, f"{result.pair.name}: {result.points} points, {result.requests} requests")
-            else:
-                step = f"{NIGHTLY_LOAD_STEP} ({result.pair.name})"
-                self.fail(result.error.exit_code, f"{result.pair.name} failed to load: {result.error}", step=step)
+    def _log_failed_pairs(self, load_report: LoadReport) -> None:
+        """A line per failing pair; the pairs that loaded are in the summary line (at 1,000 pairs a
+        line each would bury the failures). The loader logged the warnings as it read."""
+        for result in load_report.failed:
+            step = f"{NIGHTLY_LOAD_STEP} ({result.pair.name})"
+            self.fail(result.error.exit_code, f"{result.pair.name} failed to load: {result.error}", step=step)
 
     def transform(self, connection: Connection) -> None:
         with self.step("dbt run", "Building candles (dbt run)...") as details:
@@ -342,6 +341,15 @@ class Job:
         first = self.failures[0]
         runlog.line(runlog.FINISHED, f"Daily backfill cron job failed at {first.step} (exit {code}) after {elapsed_s:.1f}s ({totals})")
         self.parts.alerter.notify_failure(self.settings, first.step, code, [f"{f.step}: {f.message}" for f in self.failures])
+
+
+def pairs_text(pairs: Sequence[Pair]) -> str:
+    """Pair names for a log line: every name when few (load.FEW_PAIRS), else the count and the
+    first few, so that 1,000 pairs stay one readable line."""
+    names = [pair.name for pair in pairs]
+    if len(names) <= load.FEW_PAIRS:
+        return ", ".join(names)
+    return f"{len(names)} ({', '.join(names[:3])} and {len(names) - 3} more)"
 
 
 def _node_text(node: NodeResult, max_chars: int = 600) -> str:

@@ -1,9 +1,10 @@
-"""A progress bar for backfills and heals on a terminal: windows done, rate and ETA (tqdm).
+"""A progress bar for loads, backfills and heals on a terminal: steps done, rate and ETA (tqdm).
 
-Driven by the loader's own run-log records (`backfill step k/N`, logged as each window step
-starts), so the loader knows nothing about terminals. On a terminal the bar replaces those step
-lines on screen (the log file still gets them) and every other line is printed above the bar;
-anywhere else (cron, a pipe, a file) nothing changes: plain log lines.
+Driven by the loader's own run-log records (`backfill step k/N`, or `load step k/N` for a nightly
+load of more pairs than one step holds, logged as each step's load starts), so the loader knows
+nothing about terminals. On a terminal the bar replaces those step lines on screen (the log file
+still gets them) and every other line is printed above the bar; anywhere else (cron, a pipe, a
+file) nothing changes: plain log lines.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import IO, Any, ContextManager, Iterator
 
 from pipelines import runlog
 
-STEP = re.compile(r"^backfill step (\d+)/(\d+)$")
-COMMANDS = {"backfill": "backfill", "heal": "heal"}
+STEP = re.compile(r"^(?:backfill|load) step (\d+)/(\d+)$")
+COMMANDS = {"backfill": "backfill", "heal": "heal", "load": "load"}
 
 
 def on_terminal(command: str, stream: IO[str] | None = None) -> ContextManager[Any]:
@@ -48,7 +49,7 @@ class _AboveTheBar:
 
 
 class _StepBar(logging.Handler):
-    """Turns the `backfill step k/N` records into one bar per load (a heal loads once per gap)."""
+    """Turns the step records into one bar per load (a heal loads once per gap)."""
 
     def __init__(self, description: str, stream: IO[str]) -> None:
         super().__init__(logging.INFO)
@@ -65,7 +66,7 @@ class _StepBar(logging.Handler):
         step, total = int(match[1]), int(match[2])
         if self.bar is None or step == 1 or self.bar.total != total:
             self.finish()
-            self.bar = tqdm(total=total, desc=self.description, unit="window", file=self.stream,
+            self.bar = tqdm(total=total, desc=self.description, unit="step", file=self.stream,
                             dynamic_ncols=True, leave=True, mininterval=0.2)
         self.bar.update(step - 1 - self.bar.n)  # the steps before this one are done
 

@@ -404,9 +404,29 @@ def test_one_pair_fails_others_still_transform(tmp_path: Path, world: World, rec
     assert code == 2
     assert world.calls[:2] == ["load", "dbt run"]
     text = "\n".join(lines)
-    assert "ETH/USDT failed to load: coin 'ethereum' not found" in text and "✅ BTC/USDT: 100 points" in text
+    assert "ETH/USDT failed to load: coin 'ethereum' not found" in text
+    # The failing pair has its line; the pair that loaded is counted in the summary, not listed.
+    assert not any("BTC/USDT:" in line for line in lines), lines
+    assert "❌ Backfill failed for ETH/USDT in" in text and ": 100 points, 4 requests, 1/2 pairs" in text
     alert = receiver.posts(SECRETS["hook"])[0].json()["text"]
     assert "Backfill (ETH/USDT)" in alert and "*Exit code:* 2" in alert
+
+
+def test_the_log_of_many_pairs_stays_readable(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
+    """1,000 pairs: the environment check counts them (no 1,000 names in a line), the load logs its
+    summary and a line per failing pair, not a line per pair that loaded."""
+    many = ",".join(f"C{i:04d}/USD=coin-{i:04d}:usd" for i in range(1, 1001))
+    world.load_errors["C0007/USD"] = ConfigError("coin 'coin-0007' not found on CoinGecko")
+    code, lines = run_job(tmp_path, world, receiver, ALPHADB_PAIRS=many)
+    assert code == 2
+    [check] = [line for line in lines if "Environment check passed" in line]
+    assert "pairs 1000 (C0001/USD, C0002/USD, C0003/USD and 997 more)" in check and len(check) < 300, check
+    start = next(i for i, line in enumerate(lines) if "Running backfill" in line)
+    end = next(i for i, line in enumerate(lines) if "Building candles" in line)
+    load_lines = lines[start + 1 : end]
+    assert len(load_lines) == 2, load_lines  # the failing pair, then the summary naming it
+    assert "C0007/USD failed to load" in load_lines[0]
+    assert "❌ Backfill failed for C0007/USD in" in load_lines[1] and "99900 points, 2000 requests, 999/1000 pairs" in load_lines[1]
 
 
 def test_all_pairs_fail_skips_dbt(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:

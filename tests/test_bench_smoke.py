@@ -34,6 +34,27 @@ def test_smoke_run_of_loader_and_api_benchmarks(tmp_path) -> None:  # type: igno
         assert needle in text
 
 
+def test_smoke_run_of_the_backfill_pace_benchmark(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Benchmark 9 end to end on 3 pairs: at both rates every point stored once, every request
+    counted by the rate-limited replay server and by the loader, no 429, the ratio computed."""
+    out = tmp_path / "results.md"
+    results = bench.run(["--smoke", "--only", "9", "--out", str(out)])
+    pace = results["pace"]
+    assert pace["pairs"] == 3 and pace["days"] == 365 and set(pace["runs"]) == {"500", "1000"}
+    for rate, run in pace["runs"].items():
+        assert run["rows"] == run["keys"] == run["points"] > 0, (rate, run)
+        # 365 days: four 90-day windows, the rest of the year, the live day; the replay saw each one
+        assert run["requests_served"] == run["requests_made"] == 3 * 6 and run["status_429"] == 0, (rate, run)
+        assert run["api_minimum_s"] == pytest.approx(18 * 60 / int(rate))
+        assert run["ratio"] == pytest.approx(run["wall_s"] / run["api_minimum_s"])
+        # the parts add up to the wall time: before the first request, the requests, the tail
+        parts = run["before_first_request_s"] + run["request_span_s"] + run["tail_s"]
+        assert min(run["before_first_request_s"], run["tail_s"]) >= 0 and parts == pytest.approx(run["wall_s"], abs=0.01)
+        assert run["steps"] == 6 and len(run["step_timings"]) == 6 and run["reader_waited_on_loader_s"] >= 0
+    assert [row["number"] for row in results["rows"]] == [9, 9]
+    assert "| 9 | backfill 3 pairs x 365 d, client and server at 500 requests/min" in out.read_text()
+
+
 def test_smoke_run_of_transform_benchmarks(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Benchmarks 3 and 4 end to end on tiny histories: dbt built the candles in every round, and
     both nightly runs passed on the weekday test scope."""

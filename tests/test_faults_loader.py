@@ -194,6 +194,17 @@ def _incremental_predicate(phase: str, home: Path, simulator: Any) -> Any:
     return in_merge
 
 
+def _uninterrupted_load(env: dict[str, str], new_database: Callable[[], TempDatabase], home: Path) -> dict[Any, Any]:
+    """What `alphadb load` with `env` stores when nothing interrupts it (in a database of its own)."""
+    ref = new_database()
+    try:
+        result = run_cli(env_for(env, ref.connection, home), "load")
+        assert result.returncode == 0, output(result)
+        return staging_rows(ref.connection)
+    finally:
+        ref.drop()
+
+
 @pytest.mark.parametrize("phase", ["extract", "load_merge"])
 def test_sigkill_nightly_load_then_next_load(
     phase: str, alphadb_env: dict[str, str], database: Any, simulator: Any, new_database: Callable[[], TempDatabase], tmp_path: Path
@@ -201,13 +212,7 @@ def test_sigkill_nightly_load_then_next_load(
     """`alphadb load` killed; the next `alphadb load` finishes/discards the package and loads new data."""
     now_s = float(int(time.time()))
     simulator.configure(now=now_s)  # the simulator's data stops at a fixed instant: runs compare exactly
-    ref = new_database()
-    try:
-        result = run_cli(env_for(alphadb_env, ref.connection, tmp_path / "ref-home"), "load")
-        assert result.returncode == 0, output(result)
-        reference = staging_rows(ref.connection)
-    finally:
-        ref.drop()
+    reference = _uninterrupted_load(alphadb_env, new_database, tmp_path / "ref-home")
     home = Path(alphadb_env["ALPHADB_HOME"])
     if phase == "extract":
         simulator.add_fault({"kind": "slow", "delay_s": 0.5})
@@ -246,6 +251,59 @@ def test_sigkill_nightly_load_then_next_load(
         values_differing=differing,
         recovery="next `alphadb load` " + ("finished the pending package, then" if pending else "")
         + f" loaded new data in the same run; pending before: {pending or 'none'}",
+    )
+
+
+def test_sigkill_between_the_steps_of_a_nightly_load_loses_nothing(
+    alphadb_env: dict[str, str], database: Any, simulator: Any, new_database: Callable[[], TempDatabase], tmp_path: Path
+) -> None:
+    """A nightly load of more pairs than one step, killed after its first step committed and before
+    its second did: the first step's pairs keep their cursors and points, the next `alphadb load`
+    loads the rest, and the result is the uninterrupted load's."""
+    from pipelines.load import PAIRS_PER_STEP
+    from pipelines.simulator.prices import DEFAULT_COINS
+
+    coins = [f"coin-{i:03d}" for i in range(1, PAIRS_PER_STEP + 2)]
+    names = [f"P{i:03d}/USD" for i in range(1, len(coins) + 1)]
+    now_s = float(int(time.time()))
+    simulator.configure(coins=sorted(DEFAULT_COINS | set(coins)), now=now_s)  # data stops at a fixed instant
+    env = {**alphadb_env, "ALPHADB_PAIRS": ",".join(f"{name}={coin}:usd" for name, coin in zip(names, coins))}
+    reference = _uninterrupted_load(env, new_database, tmp_path / "ref-home")
+
+    # The last pair, alone in step 2, answers slowly: step 1 commits while step 2 is still read.
+    simulator.add_fault({"kind": "slow", "delay_s": 3.0, "coin": coins[-1]})
+
+    def first_step_committed() -> Any:
+        """Step 1's state and its merge are separate jobs of one dlt load: wait for both."""
+        try:
+            committed, stored = dlt_cursors(database), counts(database)
+        except Exception:  # noqa: BLE001 - no tables before the first load
+            return None
+        return f"{len(committed)} cursors and {len(stored)} pairs' points committed" if committed and stored else None
+
+    hit = kill_when(start_cli(env, "load"), first_step_committed, timeout=120, interval=0.05)
+    assert hit, "the load ended before its first step was seen committed"
+    simulator.clear_faults()
+    assert set(dlt_cursors(database)) == set(names[:PAIRS_PER_STEP])  # step 1 alone: its own dlt load
+    assert set(counts(database)) == set(coins[:PAIRS_PER_STEP])
+    simulator.clear_requests()
+
+    result = run_cli(env, "load")
+    assert result.returncode == 0, output(result)
+    assert set(dlt_cursors(database)) == set(names)
+    low = int((now_s - 2 * 86400 + 600) * 1000)
+    lost, dups = compare(set(reference), staging_keys(database), low_ms=low)
+    rows = staging_rows(database)
+    differing = sum(1 for k, v in reference.items() if k in rows and rows[k] != v)
+    assert (lost, dups, differing) == (0, 0, 0)
+    record(
+        "SIGKILL between the steps of a nightly load",
+        f"`alphadb load` of {len(coins)} pairs ({PAIRS_PER_STEP} per dlt load) killed with SIGKILL when: {hit}, before step 2 committed",
+        runs_survived=1,
+        points_lost=lost,
+        duplicates=dups,
+        values_differing=differing,
+        recovery="step 1's pairs kept their cursors and points; the next `alphadb load` loaded every pair",
     )
 
 

@@ -1,5 +1,5 @@
 """The progress bar of long loads: on a terminal (a real pseudo-terminal here) a backfill shows a
-bar with windows done, rate and ETA; under cron or a pipe it prints the plain log lines."""
+bar with steps done, rate and ETA; under cron or a pipe it prints the plain log lines."""
 
 from __future__ import annotations
 
@@ -49,10 +49,10 @@ def test_backfill_on_a_terminal_shows_a_bar_with_rate_and_eta(alphadb_env: dict[
     n = len(steps)  # 200 days: windows of at most 90 days, the last day apart (5-minute points)
     assert n >= 3 and steps == [f"backfill step {i}/{n}" for i in range(1, n + 1)]
     assert not any("%|" in line for line in logged)  # the log file has no bar...
-    # ...the terminal has one, redrawn in place (\r) as each window step ends, with rate and ETA.
+    # ...the terminal has one, redrawn in place (\r) as each step ends, with rate and ETA.
     frames = [frame for frame in re.split(r"[\r\n]", screen) if frame.startswith("backfill:")]
     assert frames, screen
-    assert re.search(rf"backfill: 100%\|.+\| {n}/{n} \[\d\d:\d\d<\d\d:\d\d, +[\d.]+(s/window|window/s)\]", frames[-1]), frames
+    assert re.search(rf"backfill: 100%\|.+\| {n}/{n} \[\d\d:\d\d<\d\d:\d\d, +[\d.]+(s/step|step/s)\]", frames[-1]), frames
     assert any(re.search(rf"\| [1-{n - 1}]/{n} \[\d\d:\d\d<\d\d:\d\d", frame) for frame in frames), frames  # ETA mid-way
     assert "backfill step" not in screen  # the bar replaces the step lines on screen...
     assert re.search(r"✅ loaded \d+ points in \d+ request", screen)  # ...the other lines still show

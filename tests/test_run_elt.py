@@ -194,7 +194,7 @@ def test_success_and_a_second_run_at_the_same_time_exits_75(
         "✅ Environment check passed",
         "✅ Database connectivity check passed",
         "📊 Running backfill for last 2 days...",
-        "✅ BTC/USDT: ",
+        "📊 BTC/USDT window ",  # a load of few pairs logs each window it read
         "✅ Backfill completed successfully in ",
         "✅ dbt run passed in ",
         "✅ Data quality checks passed in ",
@@ -289,5 +289,5 @@ def test_an_unknown_coin_fails_its_pair_only(alphadb_env: dict[str, str], tmp_pa
     failed = [line for line in lines if "❌" in line and "NOPE/USDT" in line]
     assert failed and any("no-such-coin" in line for line in failed), text
     assert f"(exit {code})" in lines[-1] and "NOPE/USDT" in lines[-1]
-    assert "✅ BTC/USDT: " in text
+    assert "📊 BTC/USDT window " in text and ", 1/2 pairs" in text
     assert mart_count(database, "ohlcv_btc_usdt")  # the other pair was loaded and built

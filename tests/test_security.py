@@ -257,7 +257,7 @@ def test_secrets_never_leak_from_a_nightly_run(
     assert any("dbt" in c for c in seen.values()), seen  # the sampler did see the children
     assert dbt_files and any(p.name == "dbt.log" for p in dbt_files), "dbt left no artifacts to check"
     assert not leaks and not cmd_leaks, "\n".join(leaks + cmd_leaks)
-    assert "✅ BTC/USDT" in artifacts["log file"]
+    assert "📊 BTC/USDT window " in artifacts["log file"]
     record(
         "security: secrets in artifacts and command lines",
         "full `run_elt.sh` run (demo key, own DB role/password, Slack webhook to a loopback receiver, one failing pair); "

@@ -104,16 +104,19 @@ def _record_job(state: dict[str, Any], batch: PairBatch, job: RangeJob) -> None:
 
 @dlt.resource(name=RESOURCE_NAME, write_disposition="merge", primary_key=PRIMARY_KEY, columns=COLUMNS)
 def market_chart_points(batches: Sequence[PairBatch], job: RangeJob | None = None) -> Iterator[pa.Table]:
-    """The points of one load step. A nightly load (`job` None) moves each pair's cursor to the
-    newest point read; a range load records how far each pair got instead."""
+    """The points of one load step, as one Arrow table: dlt works out the table schema for every
+    item it is given (about 5 ms each), which a table per pair would pay 100 times a step. A nightly
+    load (`job` None) moves each pair's cursor to the newest point read; a range load records how
+    far each pair got instead."""
     state = _own_state()
     for batch in batches:
-        if batch.rows.num_rows:
-            yield batch.rows
         if job is None:
             _advance_cursor(state, batch)
         else:
             _record_job(state, batch, job)
+    changed = [batch.rows for batch in batches if batch.rows.num_rows]
+    if changed:
+        yield pa.concat_tables(changed)
 
 
 @dlt.source(name=SOURCE_NAME, max_table_nesting=0)
