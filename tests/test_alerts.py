@@ -30,7 +30,7 @@ from pipelines.database import Connection, connect
 from pipelines.errors import AlphaDBError, ConfigError, DatabaseUnavailable, LockHeld
 from pipelines.load import LoadReport, PairResult
 from pipelines.locks import exclusive_lock
-from pipelines.transform import DbtOutcome, Gap, NodeResult
+from pipelines.transform import DbtOutcome, Gap, NodeResult, TestsScope
 
 BTC = Pair("BTC/USDT", "bitcoin", "usd")
 ETH = Pair("ETH/USDT", "ethereum", "usd")
@@ -282,7 +282,7 @@ class World:
     gaps: list[Gap] = field(default_factory=list)
     fillable: bool = True
     calls: list[str] = field(default_factory=list)
-    tests_since: list[datetime | None] = field(default_factory=list)
+    tests_scopes: list[TestsScope | None] = field(default_factory=list)
 
     # the database
     def resolve_connection(self, settings: Settings) -> Connection:
@@ -326,9 +326,9 @@ class World:
         self.calls.append("freshness")
         return DbtOutcome("dbt source freshness", True, [NodeResult("source.points", "pass", "", None)], 0.1)
 
-    def run_tests(self, settings: Settings, connection: Connection, loaded_since: datetime | None = None) -> DbtOutcome:
+    def run_tests(self, settings: Settings, connection: Connection, scope: TestsScope | None = None) -> DbtOutcome:
         self.calls.append("dbt test")
-        self.tests_since.append(loaded_since)
+        self.tests_scopes.append(scope)
         ok = self.tests_ok.pop(0) if len(self.tests_ok) > 1 else self.tests_ok[0]
         failing = NodeResult("no_gaps_ohlcv_btc_usdt", "fail", "Got 1 result:\n@@ ,pair ,gap_start\n---,BTC/USDT,2025-06-10", 1)
         return DbtOutcome("dbt test", ok, [NodeResult("unique_ohlcv", "pass", "", None)] + ([] if ok else [failing]), 0.1)
@@ -372,20 +372,24 @@ def test_success_path(tmp_path: Path, world: World, receiver: WebhookReceiver) -
     text = "\n".join(lines)
     for step in ("Environment check passed", "Database connectivity check passed", "Backfill completed successfully", "dbt run passed", "Data quality checks passed"):
         assert step in text
-    # the tests' scope: the candles rebuilt from the last week's loads, or all history on a Sunday
+    # the tests' scope: the candles rebuilt from the last week's loads, plus the whole history of the
+    # pairs audited on tonight's UTC weekday
     now = datetime.now(timezone.utc)
-    [since] = world.tests_since
-    if now.weekday() == nightly.FULL_TESTS_WEEKDAY:
-        assert since is None and "dbt test on all history" in text
-    else:
-        assert since is not None and timedelta(days=7) <= now - since < timedelta(days=7, minutes=1)
-        assert f"dbt test on candles loaded since {since:%Y-%m-%d %H:%M} UTC" in text
+    [scope] = world.tests_scopes
+    assert scope is not None and timedelta(days=7) <= now - scope.loaded_since < timedelta(days=7, minutes=1)
+    assert scope.audit_weekday in (now.weekday(), (now - timedelta(minutes=1)).weekday())
+    assert f"dbt test on candles loaded since {scope.loaded_since:%Y-%m-%d %H:%M} UTC + all history of the pairs audited on" in text
 
 
-def test_nightly_tests_cover_the_last_week_and_all_history_on_sundays() -> None:
+def test_every_night_tests_the_last_week_plus_the_pairs_audited_that_weekday() -> None:
     saturday = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
-    assert nightly.tests_loaded_since(saturday) == datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc)
-    assert nightly.tests_loaded_since(saturday + timedelta(days=1)) is None
+    week = [nightly.tests_scope(saturday + timedelta(days=n)) for n in range(7)]
+    assert [scope.loaded_since for scope in week] == [datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc) + timedelta(days=n) for n in range(7)]
+    assert [scope.audit_weekday for scope in week] == [5, 6, 0, 1, 2, 3, 4]  # each weekday once, no all-history night
+    # the UTC weekday, whatever the zone `now` is given in: 23:30 in New York on a Saturday is Sunday in UTC
+    new_york = timezone(timedelta(hours=-5))
+    assert nightly.tests_scope(datetime(2026, 11, 28, 23, 30, tzinfo=new_york)).audit_weekday == 6
+    assert week[0].dbt_vars() == {"tests_loaded_since": "2026-11-21T02:00:00+00:00", "tests_audit_weekday": 5}
 
 
 def test_database_down_exits_3_and_alerts(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:
