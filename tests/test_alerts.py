@@ -227,6 +227,39 @@ def test_quality_report_on_real_tables(tmp_path: Path, database: Connection) -> 
     assert len({t.index(" 1") for t in table[1:]}) == 1 and table[0].index(" tf") == table[1].index(" 1")
 
 
+def test_quality_report_with_many_pairs_logs_totals_and_the_pairs_needing_attention(tmp_path: Path, database: Connection) -> None:
+    """Beyond FULL_TABLE_PAIRS pairs the nightly logs one summary line, the rows of the pairs with a
+    gap, stale or without candles, and where the full table is; `alphadb report` prints every row."""
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    names = [f"C{n:02d}/USD" for n in range(report.FULL_TABLE_PAIRS + 3)]
+    with connect(database) as conn:
+        for n, name in enumerate(names[:-1]):  # the last pair has no candles
+            stem = "ohlcv_" + name.lower().replace("/", "_")
+            end = now - (timedelta(days=3) if n == 1 else timedelta(0))  # C01/USD is stale
+            _make_mart(conn, stem, end - timedelta(hours=24), timedelta(hours=1), 24, {3, 4, 5, 6} if n == 2 else set())
+            _make_mart(conn, stem + "_1d", end.replace(hour=0) - timedelta(days=1), timedelta(days=1), 2, set())
+    settings = make_settings(tmp_path, ALPHADB_PAIRS=",".join(f"{name}=coin{n:02d}:usd" for n, name in enumerate(names)))
+    runlog.setup(settings.log_file, stream=False)
+    gap = Gap("C02/USD", "1h", now - timedelta(hours=21), now - timedelta(hours=17), 4)
+    assert report.log_report(settings, database, gaps=[gap]) == 4
+    lines = log_lines(settings.log_file)
+    assert_log_format(lines)
+    text = "\n".join(lines)
+    assert f"Data quality report ({now:%Y-%m-%d} " in lines[0]
+    assert lines[0].endswith(f"{len(names)} pairs, candles: 1h {24 * (len(names) - 1):,}, 1d {2 * (len(names) - 1)};"
+                             " 1 gap(s) in 1 pair(s), 1 pair(s) stale, 1 without candles")
+    table = [line for line in lines if re.search(r"C\d\d/USD  1", line)]
+    assert {line.split()[3] for line in table} == {"C01/USD", "C02/USD", names[-1]}  # the healthy pairs are left out
+    assert all("⚠️" in line for line in table)
+    assert "alphadb report" in lines[-1] and "Guide check query" not in text
+    # on demand: every pair and timeframe, and the guide query
+    runlog.setup(settings.log_file, stream=False)
+    assert report.print_report(settings, database) == 4
+    every = [line for line in log_lines(settings.log_file)[len(lines):] if re.search(r"C\d\d/USD  1", line)]
+    assert len(every) == 2 * len(names)
+    assert "Guide check query" in "\n".join(log_lines(settings.log_file))
+
+
 def test_guide_query_is_the_original_shape(database: Connection) -> None:
     conn = psycopg2.connect(**database.psycopg_kwargs())
     try:
