@@ -24,7 +24,7 @@ from pipelines.candles import TIMEFRAMES, Timeframe, relation_name
 from pipelines.config import Pair, Settings
 from pipelines.database import Connection, connect
 from pipelines.errors import EXIT_OK, EXIT_QUALITY
-from pipelines.report_data import max_ages
+from pipelines.report_data import max_ages, relation_summary
 from pipelines.transform import Gap, find_gaps
 
 SCHEMA = "public"
@@ -73,11 +73,6 @@ def _gap_counts(gaps: Iterable[Gap]) -> dict[tuple[str, str], int]:
     return counts
 
 
-# Index probes only: min and max through the (pair, ts) index, the unsampled candles through their
-# partial index; a pair's history is never scanned.
-STATS = "select (select min(ts) from {0}), (select max(ts) from {0}), (select count(*) from {0} where sample_count = 0)"
-
-
 def _existing(cur: psycopg2.extensions.cursor, relations: Sequence[str]) -> set[str]:
     cur.execute(
         "select relname from pg_class where relnamespace = %s::regnamespace and relname = any(%s)", (SCHEMA, list(relations))
@@ -89,11 +84,11 @@ def _quality(
     cur: psycopg2.extensions.cursor, pair: Pair, timeframe: Timeframe, gaps: int, now: datetime, max_age: timedelta
 ) -> Quality:
     relation = relation_name(pair, timeframe.name)
-    cur.execute(sql.SQL(STATS).format(sql.Identifier(SCHEMA, relation)))
-    first, latest, filled = cur.fetchone()
-    records = int((latest - first) / timeframe.width) + 1 if latest else 0
-    lag = max(now - (latest + timeframe.width), timedelta(0)) if latest else None
-    return Quality(pair.name, timeframe.name, relation, records, first, latest, filled, gaps, lag, max_age)
+    summary = relation_summary(cur, relation, timeframe.name)  # index probes: the history is never scanned
+    if summary is None:
+        return Quality(pair.name, timeframe.name, relation, 0, gaps=gaps, max_age=max_age)
+    lag = max(now - (summary.latest + timeframe.width), timedelta(0))
+    return Quality(pair.name, timeframe.name, relation, summary.candles, summary.first, summary.latest, summary.filled, gaps, lag, max_age)
 
 
 def collect(pairs: Sequence[Pair], connection: Connection, gaps: Iterable[Gap], now: datetime) -> list[Quality]:
