@@ -24,7 +24,7 @@ from pipelines.candles import TIMEFRAMES, Timeframe, relation_name
 from pipelines.config import Pair, Settings
 from pipelines.database import Connection, connect
 from pipelines.errors import EXIT_OK, EXIT_QUALITY
-from pipelines.report_data import max_ages, relation_summary
+from pipelines.report_data import existing_relations, max_ages, relation_summary
 from pipelines.transform import Gap, find_gaps
 
 SCHEMA = "public"
@@ -73,13 +73,6 @@ def _gap_counts(gaps: Iterable[Gap]) -> dict[tuple[str, str], int]:
     return counts
 
 
-def _existing(cur: psycopg2.extensions.cursor, relations: Sequence[str]) -> set[str]:
-    cur.execute(
-        "select relname from pg_class where relnamespace = %s::regnamespace and relname = any(%s)", (SCHEMA, list(relations))
-    )
-    return {row[0] for row in cur.fetchall()}
-
-
 def _quality(
     cur: psycopg2.extensions.cursor, pair: Pair, timeframe: Timeframe, gaps: int, now: datetime, max_age: timedelta
 ) -> Quality:
@@ -97,7 +90,7 @@ def collect(pairs: Sequence[Pair], connection: Connection, gaps: Iterable[Gap], 
     ages = max_ages()
     wanted = [(pair, timeframe) for pair in pairs for timeframe in TIMEFRAMES.values()]
     with connect(connection) as conn, conn.cursor() as cur:
-        present = _existing(cur, [relation_name(pair, timeframe.name) for pair, timeframe in wanted])
+        present = existing_relations(cur, [relation_name(pair, timeframe.name) for pair, timeframe in wanted])
         return [
             _quality(cur, pair, timeframe, gap_counts.get((pair.name, timeframe.name), 0), now, ages[timeframe.name])
             if relation_name(pair, timeframe.name) in present

@@ -222,11 +222,19 @@ def _exists(cur: Any, relation: str) -> bool:
     return bool(cur.fetchone()[0])
 
 
+def existing_relations(cur: Any, relations: Sequence[str]) -> set[str]:
+    """Which of these relations of the schema public exist (one query for any number)."""
+    cur.execute("select relname from pg_class where relnamespace = 'public'::regnamespace and relname = any(%s)", (list(relations),))
+    return {row[0] for row in cur.fetchall()}
+
+
 def _read_summaries(cur: Any, data: ReportData) -> None:
     cur.execute(RELATIONS, {"pairs": data.pairs})
-    for pair, hourly, daily in cur.fetchall():
+    relations = cur.fetchall()
+    present = existing_relations(cur, [name for _pair, hourly, daily in relations for name in (hourly, daily)])
+    for pair, hourly, daily in relations:
         for timeframe, relation in (("1h", hourly), ("1d", daily)):
-            if _exists(cur, f'public."{relation}"'):
+            if relation in present:
                 summary = relation_summary(cur, relation, timeframe)
                 if summary is not None:
                     data.summaries[(pair, timeframe)] = summary
