@@ -105,7 +105,7 @@ def banners(data: ReportData) -> list[Banner]:
     return found
 
 
-NO_CANDLES = "No candle relations yet (public.ohlcv, public.gaps): run `alphadb run` to load and build them."
+NO_CANDLES = "No candle relations yet (public.ohlcv, public.gaps, public.pairs): run `alphadb run` to load and build them."
 
 
 def freshness_view(data: ReportData) -> list[dict[str, Any]]:

@@ -189,7 +189,7 @@ class ReportData:
     generated_at: datetime
     pairs: list[str]
     max_age: dict[str, timedelta]
-    candles_available: bool = False  # public.ohlcv exists
+    candles_available: bool = False  # public.ohlcv, public.gaps and public.pairs exist
     coverage: dict[tuple[str, str], list[CoverageCell]] = field(default_factory=dict)
     coverage_period: timedelta = timedelta(days=1)
     summaries: dict[tuple[str, str], Summary] = field(default_factory=dict)
@@ -337,7 +337,7 @@ def _read_run_history(cur: Any, data: ReportData) -> None:
 def collect(cur: Any, pairs: Sequence[str], now: datetime) -> ReportData:
     """Everything the page shows, for the configured `pairs`, as of `now` (UTC)."""
     data = ReportData(now, list(pairs), max_ages())
-    data.candles_available = _exists(cur, "public.ohlcv") and _exists(cur, "public.gaps")
+    data.candles_available = all(_exists(cur, f"public.{name}") for name in ("ohlcv", "gaps", "pairs"))
     if data.candles_available:
         _read_candle_relations(cur, data)
     else:
