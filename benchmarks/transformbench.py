@@ -8,6 +8,7 @@ created by a tiny real load first): the same rows the simulator would serve (its
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -73,12 +74,7 @@ def populate(
     # Settle the table as years-old data is (hint bits set, visibility map, statistics): otherwise
     # whichever query reads it first pays for writing every page's hint bits, the dbt full refresh
     # here, and the hand-written SQL after it does not.
-    conn = psycopg2.connect(**connection.psycopg_kwargs())
-    try:
-        conn.autocommit = True  # VACUUM runs outside a transaction
-        conn.cursor().execute("vacuum (analyze) staging.market_chart_points")
-    finally:
-        conn.close()
+    _vacuum(connection)
     return rows, time.perf_counter() - started
 
 
@@ -165,42 +161,93 @@ def prepare_history(
     return settings, connection, info
 
 
-def nightly_once(settings: Settings, connection: Connection) -> dict[str, Any]:
-    """The nightly ELT's work, step by step as `alphadb run` does it on a weekday: load (the last
-    ALPHADB_BACKFILL_DAYS days), dbt run, dbt source freshness, dbt test on the candles rebuilt from
-    the last week's loads; with dbt's per-node times."""
-    from pipelines.load import load_incremental
+# The test scopes a nightly is timed with: "audit" is every night now (the last week's loads plus the
+# whole history of tonight's seventh of the pairs, the largest slot of the configured pairs);
+# "recent" the last week's loads alone (the weekday nights before the audit); "all" all history (the
+# Sunday night before it: what the rolling audit replaced, measured as the baseline).
+NIGHTS = ("recent", "audit", "all")
+
+
+def largest_audit_slot(connection: Connection) -> tuple[int, int]:
+    """(weekday, pairs) of the audit slot with the most pairs (int_configured_pairs.audit_weekday)."""
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select audit_weekday, count(*) from dbt_intermediate.int_configured_pairs group by 1 order by 2 desc, 1 limit 1")
+        weekday, count = cur.fetchone()
+        return int(weekday), int(count)
+
+
+def night_scope(night: str, audit_weekday: int) -> Any:
     from pipelines.nightly import TESTS_LOOKBACK
+    from pipelines.transform import TestsScope
+
+    since = datetime.now(timezone.utc) - TESTS_LOOKBACK
+    return {"recent": TestsScope(since), "audit": TestsScope(since, audit_weekday), "all": None}[night]
+
+
+def dbt_night(settings: Settings, connection: Connection, scope: Any) -> dict[str, Any]:
+    """The nightly's dbt steps as `alphadb run` runs them: dbt run, dbt source freshness, dbt test on
+    `scope`; with dbt's per-node times (the slowest, and their sum: "dbt SQL")."""
     from pipelines.transform import run_models, run_tests, source_freshness
 
-    def weekday_tests(settings: Settings, connection: Connection) -> Any:
-        return run_tests(settings, connection, datetime.now(timezone.utc) - TESTS_LOOKBACK)
-
-    out: dict[str, Any] = {}
-    started = time.perf_counter()
-    report = load_incremental(settings, connection)
-    out["load_s"], out["load_points"], out["load_requests"] = time.perf_counter() - started, report.points, report.requests
-    steps = (("dbt_run", run_models), ("dbt_freshness", source_freshness), ("dbt_test", weekday_tests))
-    ok = not report.failed
+    out: dict[str, Any] = {"ok": True}
+    steps = (
+        ("dbt_run", run_models), ("dbt_freshness", source_freshness),
+        ("dbt_test", lambda settings, connection: run_tests(settings, connection, scope)),
+    )
     for name, step in steps:
         outcome = step(settings, connection)
         out[f"{name}_s"] = outcome.elapsed_s
-        ok = ok and outcome.success
+        out["ok"] = out["ok"] and outcome.success
         if name != "dbt_freshness":
             nodes = node_times(settings)
             out[f"{name}_slowest"] = dict(sorted(nodes.items(), key=lambda kv: -kv[1])[:6])
             out[f"{name}_sql_s"] = sum(nodes.values())
+            out[f"{name}_nodes"] = len(nodes)
         if not outcome.success:
             out.setdefault("failed", []).extend(f"{r.name}: {r.message[:160]}" for r in outcome.failed)
+    return out
+
+
+def nightly_once(settings: Settings, connection: Connection, scope: Any) -> dict[str, Any]:
+    """The nightly ELT's work, step by step as `alphadb run` does it: load (the last
+    ALPHADB_BACKFILL_DAYS days from the simulator), then `dbt_night` on `scope`."""
+    from pipelines.load import load_incremental
+
+    started = time.perf_counter()
+    report = load_incremental(settings, connection)
+    out: dict[str, Any] = {"load_s": time.perf_counter() - started, "load_points": report.points, "load_requests": report.requests}
+    out.update(dbt_night(settings, connection, scope))
+    out["ok"] = out["ok"] and not report.failed
     out["elapsed_s"] = time.perf_counter() - started
-    out["ok"] = ok
+    return out
+
+
+def compare_nights(
+    sides: dict[str, tuple[Settings, Connection]], night: Any, rounds: int, audit_weekday: int
+) -> dict[str, Any]:
+    """Each kind of night (NIGHTS) on the long and the short history, interleaved, `rounds` rounds
+    ("all" one round: it is the baseline); the faster of each side counts."""
+    out: dict[str, Any] = {}
+    for kind in NIGHTS:
+        runs = [
+            {side: night(settings, connection, night_scope(kind, audit_weekday)) for side, (settings, connection) in sides.items()}
+            for _ in range(1 if kind == "all" else rounds)
+        ]
+        best = {side: min((r[side] for r in runs), key=lambda r: r["elapsed_s"]) for side in sides}
+        out[kind] = {
+            "long": best["long"], "short": best["short"],
+            "rounds_s": [(r["long"]["elapsed_s"], r["short"]["elapsed_s"]) for r in runs],
+            "ratio": best["long"]["elapsed_s"] / best["short"]["elapsed_s"],
+            "sql_ratio": (best["long"]["dbt_run_sql_s"] + best["long"]["dbt_test_sql_s"])
+            / max(best["short"]["dbt_run_sql_s"] + best["short"]["dbt_test_sql_s"], 1e-9),
+        }
     return out
 
 
 def run_transform_benchmarks(
     pg: Postgres, pairs: int, long_days: int, short_days: int, nightly: bool = True, rounds: tuple[int, int] = (5, 2)
 ) -> dict[str, Any]:
-    """Benchmarks 3 and 4; `rounds`: candle build rounds, nightly rounds."""
+    """Benchmarks 3 and 4 (20 pairs from the simulator); `rounds`: candle build rounds, nightly rounds."""
     chosen = bench_pairs(pairs)
     now = datetime.now(timezone.utc)
     out: dict[str, Any] = {"pairs": pairs, "long_days": long_days, "short_days": short_days}
@@ -218,20 +265,12 @@ def run_transform_benchmarks(
                     pg, sim, chosen, tmp / "short", timedelta(days=short_days), now, "short"
                 )
                 connections.append(short_db)
-                # Two rounds, interleaved, the faster of each side counts: a burst of other work on
-                # a shared machine then rarely hits only one side.
-                pairs_of_runs = [(nightly_once(long_settings, long_db), nightly_once(short_settings, short_db)) for _ in range(rounds[1])]
-                out["nightly_long"] = min((r[0] for r in pairs_of_runs), key=lambda r: r["elapsed_s"])
-                out["nightly_short"] = min((r[1] for r in pairs_of_runs), key=lambda r: r["elapsed_s"])
-                out["nightly_rounds_s"] = [(r[0]["elapsed_s"], r[1]["elapsed_s"]) for r in pairs_of_runs]
+                out["audit_weekday"], out["audit_pairs"] = largest_audit_slot(long_db)
+                sides = {"long": (long_settings, long_db), "short": (short_settings, short_db)}
+                out["nights"] = compare_nights(sides, nightly_once, rounds[1], out["audit_weekday"])
     finally:
         for connection in connections:
             pg.drop_database(connection)
-    if nightly:
-        out["nightly_ratio"] = out["nightly_long"]["elapsed_s"] / out["nightly_short"]["elapsed_s"]
-        out["nightly_sql_ratio"] = (out["nightly_long"]["dbt_run_sql_s"] + out["nightly_long"]["dbt_test_sql_s"]) / max(
-            out["nightly_short"]["dbt_run_sql_s"] + out["nightly_short"]["dbt_test_sql_s"], 1e-9
-        )
     return out
 
 
@@ -269,53 +308,148 @@ def scale_pairs(count: int) -> list[Pair]:
     return [Pair(f"S{n:04d}/USD", f"scale-{n:04d}", "usd") for n in range(1, count + 1)]
 
 
+def scale_database(pg: Postgres, pairs: int, days: int, home: Path, label: str, now: datetime) -> tuple[Settings, Connection, dict[str, Any]]:
+    """A database with `pairs` synthetic pairs and `days` of hourly history each up to a day before
+    `now`, every point stored a day after its time, candles built by a full refresh."""
+    from pipelines.transform import run_models
+
+    connection = pg.new_database(label)
+    settings = settings_for(bench_env(connection, "http://127.0.0.1:9/api/v3", scale_pairs(pairs), home))
+    start, end = now - timedelta(days=days), now - timedelta(days=1)
+    info: dict[str, Any] = {}
+    started = time.perf_counter()
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute(RAW_TABLE)
+        cur.execute(SCALE_HISTORY, {"pairs": pairs, "start": start, "end": end, "loaded_from": start})
+    _vacuum(connection)
+    info["populate_s"], info["history_rows"] = time.perf_counter() - started, _count(connection)
+    built = run_models(settings, connection, full_refresh=True)
+    info["full_refresh_s"], info["full_refresh_ok"] = built.elapsed_s, built.success
+    info["full_refresh_failed"] = [f"{r.name}: {r.message[:200]}" for r in built.failed]
+    return settings, connection, info
+
+
+def scale_load(connection: Connection, pairs: int, now: datetime, days: int = 2) -> dict[str, Any]:
+    """Tonight's load, as the loader stores it: the last `days` days up to the current hour, merged
+    (points already there are updated), every point stamped with the current time."""
+    started = time.perf_counter()
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute(SCALE_HISTORY + SCALE_MERGE, {"pairs": pairs, "start": now - timedelta(days=days), "end": now,
+                                                  "loaded_from": datetime.now(timezone.utc)})
+        points = cur.rowcount
+    return {"load_s": time.perf_counter() - started, "load_points": points, "load_requests": 0}
+
+
 def run_scale_benchmark(pg: Postgres, pairs: int, days: int) -> dict[str, Any]:
     """Benchmark 8: `pairs` configured pairs with `days` of hourly history each, candles built; then
-    one more day of points as a nightly load stores them, and the nightly's dbt steps, timed as
-    `alphadb run` runs them on a weekday: dbt run (incremental), dbt source freshness, dbt test on
-    the candles rebuilt from the last week's loads."""
-    from pipelines.nightly import TESTS_LOOKBACK
-    from pipelines.transform import run_models, run_tests, source_freshness
+    tonight's load as the loader stores it, and the nightly's dbt steps timed as `alphadb run` runs
+    them: dbt run (incremental), dbt source freshness, dbt test on tonight's scope (the last week's
+    loads plus the pairs audited on today's UTC weekday)."""
+    from pipelines.nightly import tests_scope
 
-    chosen = scale_pairs(pairs)
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-    start, end = now - timedelta(days=days), now
     out: dict[str, Any] = {"pairs": pairs, "days": days}
-    connection = pg.new_database("scale")
-    try:
-        with scratch_dir("alphadb-bench-scale-") as tmp:
-            settings = settings_for(bench_env(connection, "http://127.0.0.1:9/api/v3", chosen, tmp / "home"))
-            with connect(connection) as conn, conn.cursor() as cur:
-                cur.execute(RAW_TABLE)
-                # the history, each point stored a day after its time; the last day not loaded yet
-                cur.execute(SCALE_HISTORY, {"pairs": pairs, "start": start, "end": end - timedelta(days=1),
-                                            "loaded_from": start})
-            out["history_rows"] = _count(connection)
-            built = run_models(settings, connection, full_refresh=True)
-            out["full_refresh_s"], out["full_refresh_ok"] = built.elapsed_s, built.success
-            # tonight's load: the last day, stored now
-            with connect(connection) as conn, conn.cursor() as cur:
-                cur.execute(SCALE_HISTORY, {"pairs": pairs, "start": end - timedelta(days=1), "end": end, "loaded_from": now})
+    with scratch_dir("alphadb-bench-scale-") as tmp:
+        settings, connection, info = scale_database(pg, pairs, days, tmp / "home", "scale", now)
+        try:
+            out.update(info)
+            out.update(scale_load(connection, pairs, now, days=1))
             out["rows"] = _count(connection)
-            since = datetime.now(timezone.utc) - TESTS_LOOKBACK
             started = time.perf_counter()
-            steps = {
-                "dbt_run": run_models(settings, connection),
-                "dbt_freshness": source_freshness(settings, connection),
-                "dbt_test": run_tests(settings, connection, since),
-            }
+            night = dbt_night(settings, connection, tests_scope(datetime.now(timezone.utc)))
             out["dbt_s"] = time.perf_counter() - started
-            for name, outcome in steps.items():
-                out[f"{name}_s"] = outcome.elapsed_s
-                out[f"{name}_nodes"] = len(outcome.results)
-                if not outcome.success:
-                    out.setdefault("failed", []).extend(f"{name}: {r.name}: {r.message[:160]}" for r in outcome.failed)
-            out["ok"] = built.success and all(outcome.success for outcome in steps.values())
+            out.update({key: value for key, value in night.items() if key != "ok"})
+            out["ok"] = info["full_refresh_ok"] and night["ok"]
             out["per_pair_ms"] = 1000 * out["dbt_s"] / pairs
             out["views"] = _scalar(connection, "select count(*) from pg_views where schemaname = 'public' and viewname like 'ohlcv\\_s%%'")
-    finally:
-        pg.drop_database(connection)
+        finally:
+            pg.drop_database(connection)
     return out
+
+
+def nightly_at_scale(pg: Postgres, pairs: int, long_days: int, short_days: int, rounds: int = 1, page: bool = True) -> dict[str, Any]:
+    """Benchmark 4 at `pairs` synthetic pairs (and 7's page at that size): the nightly with
+    `long_days` of history against one with `short_days`, every kind of night (NIGHTS); then, on the
+    long history, the work after the load that reads all pairs: the heal step's gap lookup (with its
+    plan), the text report and the data-quality page (in a child process, for its own peak RSS)."""
+    from pipelines.transform import find_gaps
+
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    out: dict[str, Any] = {"pairs": pairs, "long_days": long_days, "short_days": short_days}
+    connections: list[Connection] = []
+
+    def night(settings: Settings, connection: Connection, scope: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = scale_load(connection, pairs, now)
+        result.update(dbt_night(settings, connection, scope))
+        result["elapsed_s"] = time.perf_counter() - started
+        return result
+
+    try:
+        with scratch_dir("alphadb-bench-nightly-scale-") as tmp:
+            sides: dict[str, tuple[Settings, Connection]] = {}
+            for side, days in (("long", long_days), ("short", short_days)):
+                settings, connection, out[side] = scale_database(pg, pairs, days, tmp / side, f"scale_{side}", now)
+                connections.append(connection)
+                sides[side] = (settings, connection)
+            long_settings, long_db = sides["long"]
+            out["audit_weekday"], out["audit_pairs"] = largest_audit_slot(long_db)
+            out["nights"] = compare_nights(sides, night, rounds, out["audit_weekday"])
+            started = time.perf_counter()
+            out["gaps_found"] = len(find_gaps(long_db))
+            out["gaps_s"] = time.perf_counter() - started
+            out["gaps_plan"] = _plan(long_db, "select * from public.gaps")
+            if page:
+                out["page"] = page_in_child(long_settings, long_db, tmp / "page.html")
+    finally:
+        for connection in connections:
+            pg.drop_database(connection)
+    return out
+
+
+def page_in_child(settings: Settings, connection: Connection, path: Path) -> dict[str, Any]:
+    """The text report and the data-quality page written by a child process (benchmarks.reportbench):
+    their times, the page's size and the child's peak RSS."""
+    import subprocess
+    import sys
+
+    env = {**settings_env(settings), **{k: v for k, v in connection.environment().items() if k.startswith("POSTGRES_")}}
+    job = {"env": env, "connection": dataclasses.asdict(connection), "path": str(path)}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.reportbench"], input=json.dumps(job, default=str),
+                          capture_output=True, text=True, timeout=1800)
+    marker = proc.stdout.rfind("@@RESULT@@")
+    if proc.returncode != 0 or marker < 0:
+        raise RuntimeError(f"the page child failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout[marker + len("@@RESULT@@"):])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that loads these settings again (bench_env's variables)."""
+    return {
+        "ALPHADB_ENV_FILE": "/nonexistent", "ALPHADB_HOME": str(settings.home), "ALPHADB_LOG_FILE": str(settings.log_file),
+        "ALPHADB_PAIRS": ",".join(f"{p.name}={p.coin_id}:{p.vs_currency}" for p in settings.pairs),
+    }
+
+
+def _plan(connection: Connection, statement: str) -> list[str]:
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("explain (analyze, costs off, timing off, summary on) " + statement)
+        return [row[0] for row in cur.fetchall()]
+
+
+def _vacuum(connection: Connection) -> None:
+    conn = psycopg2.connect(**connection.psycopg_kwargs())
+    try:
+        conn.autocommit = True  # VACUUM runs outside a transaction
+        conn.cursor().execute("vacuum (analyze) staging.market_chart_points")
+    finally:
+        conn.close()
+
+
+SCALE_MERGE = """
+on conflict (coin_id, vs_currency, ts) do update
+set price = excluded.price, market_cap = excluded.market_cap, total_volume = excluded.total_volume, loaded_at = excluded.loaded_at
+"""
 
 
 RAW_TABLE = """

@@ -1,7 +1,8 @@
 """`alphadb report --html [PATH]`: the data-quality page, one self-contained HTML file.
 
-Status of the last run, coverage heatmap, open gaps and freshness, candlestick charts per pair, run
-history and the last dbt test results (see pipelines/report_data.py for what is read). The page
+Status of the last run, coverage heatmap, open gaps and freshness, candlestick charts of a bounded
+selection of pairs (problems first), run history and the last dbt test results (see
+pipelines/report_data.py for what is read and how it stays bounded with many pairs). The page
 inlines BokehJS once and carries its data in the page: it opens from file:// with no network.
 It is written atomically (a temporary file renamed into place), so a browser never reads half a page.
 """
@@ -12,7 +13,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ from pipelines.config import Settings
 from pipelines.database import Connection, connect
 from pipelines.errors import EXIT_DATABASE, AlphaDBError
 from pipelines.report import format_lag
-from pipelines.report_data import CANDLE_WINDOWS, TIMEFRAMES, WIDTH, ReportData, collect
+from pipelines.report_data import CANDLE_WINDOWS, TIMEFRAMES, ReportData, collect
 
 PAGE_NAME = "data-quality.html"
+NAMED_PAIRS = 10  # the header names the pairs up to this many
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -103,7 +105,7 @@ def banners(data: ReportData) -> list[Banner]:
     return found
 
 
-NO_CANDLES = "No candle relations yet (public.ohlcv, public.gaps): run `alphadb run` to load and build them."
+NO_CANDLES = "No candle relations yet (public.ohlcv, public.gaps, public.pairs): run `alphadb run` to load and build them."
 
 
 def freshness_view(data: ReportData) -> list[dict[str, Any]]:
@@ -117,9 +119,8 @@ def freshness_view(data: ReportData) -> list[dict[str, Any]]:
                 rows.append({**row, "candles": 0, "first": "", "latest": "", "latest_sampled": "", "filled": 0,
                              "age": "", "status": "no data", "css": "bad"})
                 continue
-            ended = summary.latest_sampled + WIDTH[timeframe] if summary.latest_sampled else None
-            age = max(data.generated_at - ended, timedelta(0)) if ended else None
-            status, css = ("fresh", "ok") if age is not None and age <= limit else ("stale", "bad")
+            age = summary.age(timeframe, data.generated_at)
+            status, css = ("stale", "bad") if summary.stale(timeframe, data.generated_at, limit) else ("fresh", "ok")
             rows.append({
                 **row, "candles": summary.candles, "first": _stamp(summary.first, timeframe),
                 "latest": _stamp(summary.latest, timeframe), "latest_sampled": _stamp(summary.latest_sampled, timeframe),
@@ -141,7 +142,7 @@ def _charts(data: ReportData) -> dict[str, Any]:
     charts: dict[str, Any] = {}
     if data.candles_available:
         charts["coverage"] = report_charts.coverage_heatmap(data)
-    for index, pair in enumerate(data.pairs):
+    for index, pair in enumerate(data.charted):
         for timeframe in TIMEFRAMES:
             candles = data.candles.get((pair, timeframe))
             if candles:
@@ -207,7 +208,7 @@ def _candle_panels(data: ReportData, divs: dict[str, str]) -> list[dict[str, Any
              "message": _empty_candles_message(pair, tf, data)}
             for tf in TIMEFRAMES
         ]}
-        for i, pair in enumerate(data.pairs)
+        for i, pair in enumerate(data.charted)
     ]
 
 
@@ -217,7 +218,8 @@ def render(data: ReportData) -> str:
     script, divs = _embed(figures)
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     return environment.get_template("report.html").render(
-        generated=_stamp(data.generated_at), pairs=data.pairs, status=status_view(data), banners=banners(data),
+        generated=_stamp(data.generated_at), pairs=data.pairs, named_pairs=NAMED_PAIRS, status=status_view(data), banners=banners(data),
+        coverage_period=report_charts.period_text(data.coverage_period), left_out=len(data.pairs) - len(data.charted),
         charts={name: Markup(divs[name]) for name in ("coverage", "runs") if name in divs},
         colours={"sampled": report_charts.SAMPLED, "filled": report_charts.FILLED, "missing": report_charts.MISSING},
         gaps=[_gap_view(gap) for gap in data.gaps], healed=[_gap_view(gap) for gap in data.healed],

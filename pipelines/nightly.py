@@ -32,23 +32,23 @@ from pipelines.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_LOCKED, EXIT_OK, EX
 from pipelines.heal import HealResult, ModelBuilder, RangeLoader
 from pipelines.load import LoadReport
 from pipelines.locks import exclusive_lock
-from pipelines.transform import DbtOutcome, Gap, NodeResult
+from pipelines.transform import DbtOutcome, Gap, NodeResult, TestsScope
 from pipelines.run_history import RunRecord, recording
 
 LOCK_NAME = "run.lock"
 # The original guide's name for the nightly load's step, kept in the log lines and alerts it names.
 NIGHTLY_LOAD_STEP = "Backfill"
 
-# The nightly's dbt tests check the candles rebuilt from the last week's loads, so their cost does
-# not grow with the history and a failure keeps failing for a week; on Sundays (UTC) they check all
-# history. The gaps the heal step reads (the `gaps` view) always cover all history.
+# The nightly's dbt tests check the candles rebuilt from the last week's loads (a failure keeps
+# failing for a week), plus the whole history of the seventh of the pairs whose audit weekday is
+# tonight's (UTC): every pair's history is tested once a week, and no night's cost grows with all
+# pairs' history. The gaps the heal step reads (the `gaps` view) always cover all history.
 TESTS_LOOKBACK = timedelta(days=7)
-FULL_TESTS_WEEKDAY = 6  # Sunday
 
 
-def tests_loaded_since(now: datetime) -> datetime | None:
-    """The `loaded_since` of the nightly's dbt tests at `now`: None (all history) on Sundays."""
-    return None if now.weekday() == FULL_TESTS_WEEKDAY else now - TESTS_LOOKBACK
+def tests_scope(now: datetime) -> TestsScope:
+    """The scope of the nightly's dbt tests at `now`."""
+    return TestsScope(now - TESTS_LOOKBACK, now.astimezone(timezone.utc).weekday())
 
 
 # --- the collaborators ---------------------------------------------------------------------------
@@ -72,7 +72,7 @@ class Loader(RangeLoader, Protocol):
 class Transformer(ModelBuilder, Protocol):
     def source_freshness(self, settings: Settings, connection: Connection) -> DbtOutcome: ...
 
-    def run_tests(self, settings: Settings, connection: Connection, loaded_since: datetime | None = None) -> DbtOutcome: ...
+    def run_tests(self, settings: Settings, connection: Connection, scope: TestsScope | None = None) -> DbtOutcome: ...
 
 
 class Healer(Protocol):
@@ -238,14 +238,13 @@ class Job:
     def quality_tests(self, connection: Connection, label: str = "Data quality checks") -> list[str]:
         """dbt source freshness + dbt test; returns what failed (empty when everything passed)."""
         self.step_name = label
-        since = tests_loaded_since(self.now)
-        scope = f"candles loaded since {since:%Y-%m-%d %H:%M} UTC" if since else "all history"
-        runlog.line(runlog.CHECK, f"Running {label.lower()} (dbt source freshness, dbt test on {scope})...")
+        scope = tests_scope(self.now)
+        runlog.line(runlog.CHECK, f"Running {label.lower()} (dbt source freshness, dbt test on {scope.describe()})...")
         started = time.monotonic()
         transformer = self.parts.transformer
         outcomes = (
             transformer.source_freshness(self.settings, connection),
-            transformer.run_tests(self.settings, connection, since),
+            transformer.run_tests(self.settings, connection, scope),
         )
         elapsed = f"{time.monotonic() - started:.1f}s"
         self.history.set_tests(outcomes)

@@ -2,7 +2,11 @@
 
 Printed as aligned run-log lines (🔍 heading, 📊 rows, ⚠️ for what needs attention), followed by the
 original guide's check query generalised to every configured pair, so an operator can compare the
-log with `alphadb psql`. Relation names come from validated pair slugs and are still quoted with
+log with `alphadb psql`. With many pairs (more than `FULL_TABLE_PAIRS`) the nightly logs a summary
+instead: totals, and the rows of the pairs that need attention (no candles, a gap, stale), at most
+`ATTENTION_ROWS` of them; `alphadb report` prints the full table. Each pair costs a few index
+probes (first and latest candle, the unsampled ones through their partial index), whatever its
+history. Relation names come from validated pair slugs and are still quoted with
 `psycopg2.sql.Identifier`: no SQL is built by concatenating configuration.
 """
 
@@ -20,9 +24,12 @@ from pipelines.candles import TIMEFRAMES, Timeframe, relation_name
 from pipelines.config import Pair, Settings
 from pipelines.database import Connection, connect
 from pipelines.errors import EXIT_OK, EXIT_QUALITY
+from pipelines.report_data import existing_relations, max_ages, relation_summary
 from pipelines.transform import Gap, find_gaps
 
 SCHEMA = "public"
+FULL_TABLE_PAIRS = 10  # up to this many pairs, the nightly logs the full table and the guide query
+ATTENTION_ROWS = 20  # the summary's rows of pairs needing attention, at most
 
 
 @dataclass(frozen=True)
@@ -32,16 +39,25 @@ class Quality:
     pair: str
     timeframe: str
     relation: str
-    records: int | None
+    records: int | None  # buckets from the first to the latest candle (the candle tables have no holes)
     first: datetime | None = None
     latest: datetime | None = None
     filled: int = 0  # forward-filled buckets (sample_count = 0)
     gaps: int = 0  # runs of unsampled buckets beyond the tolerance (docs/design.md)
     lag: timedelta | None = None  # now minus the end of the latest candle
+    max_age: timedelta | None = None  # the dbt recency limit of this timeframe
 
     @property
     def healthy(self) -> bool:
         return bool(self.records) and self.gaps == 0
+
+    @property
+    def stale(self) -> bool:
+        return self.lag is not None and self.max_age is not None and self.lag > self.max_age
+
+    @property
+    def needs_attention(self) -> bool:
+        return not self.healthy or self.stale
 
 
 def _exists(cur: psycopg2.extensions.cursor, relation: str) -> bool:
@@ -57,28 +73,29 @@ def _gap_counts(gaps: Iterable[Gap]) -> dict[tuple[str, str], int]:
     return counts
 
 
-def _quality(cur: psycopg2.extensions.cursor, pair: Pair, timeframe: Timeframe, gaps: int, now: datetime) -> Quality:
+def _quality(
+    cur: psycopg2.extensions.cursor, pair: Pair, timeframe: Timeframe, gaps: int, now: datetime, max_age: timedelta
+) -> Quality:
     relation = relation_name(pair, timeframe.name)
-    if not _exists(cur, relation):
-        return Quality(pair.name, timeframe.name, relation, None)
-    cur.execute(
-        sql.SQL("select count(*), min(ts), max(ts), count(*) filter (where sample_count = 0) from {}.{}").format(
-            sql.Identifier(SCHEMA), sql.Identifier(relation)
-        )
-    )
-    records, first, latest, filled = cur.fetchone()
-    lag = max(now - (latest + timeframe.width), timedelta(0)) if latest else None
-    return Quality(pair.name, timeframe.name, relation, records, first, latest, filled, gaps, lag)
+    summary = relation_summary(cur, relation, timeframe.name)  # index probes: the history is never scanned
+    if summary is None:
+        return Quality(pair.name, timeframe.name, relation, 0, gaps=gaps, max_age=max_age)
+    lag = max(now - (summary.latest + timeframe.width), timedelta(0))
+    return Quality(pair.name, timeframe.name, relation, summary.candles, summary.first, summary.latest, summary.filled, gaps, lag, max_age)
 
 
 def collect(pairs: Sequence[Pair], connection: Connection, gaps: Iterable[Gap], now: datetime) -> list[Quality]:
     """Query every configured pair's marts (missing relations are reported, not fatal)."""
     gap_counts = _gap_counts(gaps)
+    ages = max_ages()
+    wanted = [(pair, timeframe) for pair in pairs for timeframe in TIMEFRAMES.values()]
     with connect(connection) as conn, conn.cursor() as cur:
+        present = existing_relations(cur, [relation_name(pair, timeframe.name) for pair, timeframe in wanted])
         return [
-            _quality(cur, pair, timeframe, gap_counts.get((pair.name, timeframe.name), 0), now)
-            for pair in pairs
-            for timeframe in TIMEFRAMES.values()
+            _quality(cur, pair, timeframe, gap_counts.get((pair.name, timeframe.name), 0), now, ages[timeframe.name])
+            if relation_name(pair, timeframe.name) in present
+            else Quality(pair.name, timeframe.name, relation_name(pair, timeframe.name), None)
+            for pair, timeframe in wanted
         ]
 
 
@@ -128,7 +145,7 @@ def format_table(rows: Sequence[Quality]) -> list[tuple[str, str]]:
     lines: list[tuple[str, str]] = []
     for index, cell in enumerate(cells):
         text = "  ".join(cell[i].rjust(widths[i]) if i in numeric else cell[i].ljust(widths[i]) for i in range(len(cell)))
-        marker = runlog.RUNNING if index == 0 or rows[index - 1].healthy else runlog.WARNING
+        marker = runlog.RUNNING if index == 0 or not rows[index - 1].needs_attention else runlog.WARNING
         lines.append((marker, text.rstrip()))
     return lines
 
@@ -149,20 +166,52 @@ def run_guide_query(pairs: Sequence[Pair], connection: Connection) -> list[tuple
         return [(str(symbol), int(records), latest) for symbol, records, latest in cur.fetchall()]
 
 
-def log_report(settings: Settings, connection: Connection, gaps: Sequence[Gap], now: datetime | None = None) -> int:
-    """Log the report; return 0 when every pair and timeframe has candles and no gap, else 4."""
+def summary_line(rows: Sequence[Quality], gaps: Sequence[Gap]) -> str:
+    """`1,000 pairs: 1h 26,280,000 candles, 1d 1,095,000; 3 gap(s) in 2 pair(s), 1 stale, 0 without candles`."""
+    pairs = {row.pair for row in rows}
+    totals = ", ".join(
+        f"{timeframe} {sum(row.records or 0 for row in rows if row.timeframe == timeframe):,}" for timeframe in TIMEFRAMES
+    )
+    stale = {row.pair for row in rows if row.stale}
+    empty = {row.pair for row in rows if not row.records}
+    return (
+        f"{len(pairs):,} pairs, candles: {totals}; {len(gaps)} gap(s) in {len({gap.pair for gap in gaps})} pair(s),"
+        f" {len(stale)} pair(s) stale, {len(empty)} without candles"
+    )
+
+
+def log_report(
+    settings: Settings, connection: Connection, gaps: Sequence[Gap], now: datetime | None = None, full: bool | None = None
+) -> int:
+    """Log the report; return 0 when every pair and timeframe has candles and no gap, else 4.
+    `full`: the whole table and the guide query; by default only for up to FULL_TABLE_PAIRS pairs,
+    a summary beyond (see the module's docstring)."""
     now = now or datetime.now(timezone.utc)
+    full = len(settings.pairs) <= FULL_TABLE_PAIRS if full is None else full
     rows = collect(settings.pairs, connection, gaps, now)
-    runlog.line(runlog.CHECK, f"Data quality report ({now:%Y-%m-%d %H:%M} UTC)")
-    for marker, text in format_table(rows):
-        runlog.line(marker, text)
-    for gap in gaps:
+    runlog.line(runlog.CHECK, f"Data quality report ({now:%Y-%m-%d %H:%M} UTC): {summary_line(rows, gaps)}")
+    shown = rows if full else [row for row in rows if row.needs_attention]
+    if shown:
+        for marker, text in format_table(shown[: len(shown) if full else ATTENTION_ROWS]):
+            runlog.line(marker, text)
+    if len(shown) > ATTENTION_ROWS and not full:
+        runlog.line(runlog.WARNING, f"... and {len(shown) - ATTENTION_ROWS} more row(s) needing attention")
+    for gap in gaps[: len(gaps) if full else ATTENTION_ROWS]:
         runlog.line(runlog.WARNING, f"Gap {describe_gap(gap)}")
+    if len(gaps) > ATTENTION_ROWS and not full:
+        runlog.line(runlog.WARNING, f"... and {len(gaps) - ATTENTION_ROWS} more gap(s)")
+    if not full:
+        runlog.line(runlog.RUNNING, "Every pair and timeframe, with the guide check query: alphadb report")
+        return _exit_code(rows, gaps)
     result = run_guide_query(settings.pairs, connection)
     if result:
         runlog.line(runlog.CHECK, "Guide check query (alphadb psql):")
         for text in format_guide_result(result):
             runlog.line(runlog.RUNNING, text)
+    return _exit_code(rows, gaps)
+
+
+def _exit_code(rows: Sequence[Quality], gaps: Sequence[Gap]) -> int:
     return EXIT_OK if all(row.healthy for row in rows) and not gaps else EXIT_QUALITY
 
 
@@ -175,5 +224,5 @@ def describe_gap(gap: Gap) -> str:
 
 
 def print_report(settings: Settings, connection: Connection) -> int:
-    """`alphadb report`: the same report as the nightly job logs, on demand."""
-    return log_report(settings, connection, find_gaps(connection))
+    """`alphadb report`: the nightly job's report on demand, every pair and timeframe whatever their number."""
+    return log_report(settings, connection, find_gaps(connection), full=True)

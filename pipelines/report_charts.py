@@ -4,7 +4,7 @@ cell of the coverage heatmap costs about 16 bytes of page."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,11 +22,10 @@ from bokeh.models import (
 from bokeh.palettes import Category20
 from bokeh.plotting import figure
 
-from pipelines.report_data import TIMEFRAMES, WIDTH, Candle, CoverageDay, ReportData
+from pipelines.report_data import TIMEFRAMES, WIDTH, Candle, CoverageCell, ReportData
 
 SAMPLED, FILLED, MISSING = "#2e9d5b", "#e6a817", "#d64541"
 UP, DOWN, NEUTRAL = "#2e9d5b", "#d64541", "#8a8f98"
-DAY_MS = 86_400_000
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset"
 
 
@@ -39,40 +38,53 @@ def coverage_rows(data: ReportData) -> list[tuple[str, str]]:
     return [(pair, timeframe) for pair in data.pairs for timeframe in TIMEFRAMES]
 
 
-def _coverage_columns(rows: list[tuple[str, str]], coverage: dict[tuple[str, str], list[CoverageDay]]) -> dict[str, np.ndarray]:
+def _coverage_columns(
+    rows: list[tuple[str, str]], coverage: dict[tuple[str, str], list[CoverageCell]], period_ms: float
+) -> dict[str, np.ndarray]:
     days = [(index, day) for index, key in enumerate(rows) for day in coverage.get(key, [])]
-    buckets = np.array([d.buckets for _, d in days], dtype=np.int16)
-    sampled = np.array([d.sampled for _, d in days], dtype=np.int16)
-    missing = np.array([d.missing for _, d in days], dtype=np.int16)
+    # int32: a cell of a long period holds more hourly buckets than int16 counts
+    buckets = np.array([d.buckets for _, d in days], dtype=np.int32)
+    sampled = np.array([d.sampled for _, d in days], dtype=np.int32)
+    missing = np.array([d.missing for _, d in days], dtype=np.int32)
     filled = buckets - sampled - missing
     return {
-        "x": _ms([d.day for _, d in days]) + DAY_MS / 2,
+        "x": _ms([d.start for _, d in days]) + period_ms / 2,
         "y": np.array([len(rows) - 1 - index for index, _ in days], dtype=np.int16),
         "state": np.where(missing > 0, 2, np.where(filled > 0, 1, 0)).astype(np.int8),
         "buckets": buckets,
         "sampled": sampled,
-        "filled": filled.astype(np.int16),
+        "filled": filled,
         "missing": missing,
         "share": np.round(100 * sampled / np.maximum(buckets, 1), 1).astype(np.float32),
     }
 
 
+def period_text(period: timedelta) -> str:
+    return "UTC day" if period.days == 1 else f"{period.days} UTC days"
+
+
 def coverage_heatmap(data: ReportData) -> Any:
-    """One row per pair and timeframe, one cell per UTC day: green when every candle that day was
-    built from source points, amber when some were forward-filled, red when some lie in a gap."""
+    """One row per pair and timeframe, one cell per UTC day (or per longer period, when all pairs'
+    histories need it: ReportData.coverage_period): green when every candle in it was built from
+    source points, amber when some were forward-filled, red when some lie in a gap."""
     rows = coverage_rows(data)
     labels = {len(rows) - 1 - index: f"{pair} {timeframe}" for index, (pair, timeframe) in enumerate(rows)}
-    source = ColumnDataSource(_coverage_columns(rows, data.coverage))
+    period_ms = data.coverage_period.total_seconds() * 1000
+    source = ColumnDataSource(_coverage_columns(rows, data.coverage, period_ms))
+    row_height = 22 if len(rows) <= 60 else 10  # many pairs: a compact row each
     plot = figure(
-        x_axis_type="datetime", height=60 + 22 * len(rows), sizing_mode="stretch_width", tools=TOOLS,
-        y_range=Range1d(-0.5, len(rows) - 0.5), title="Coverage per UTC day", name="coverage",
+        x_axis_type="datetime", height=60 + row_height * len(rows), sizing_mode="stretch_width", tools=TOOLS,
+        y_range=Range1d(-0.5, len(rows) - 0.5), title=f"Coverage per {period_text(data.coverage_period)}", name="coverage",
     )
     mapper = LinearColorMapper(palette=[SAMPLED, FILLED, MISSING], low=0, high=2)
-    cells = plot.rect(x="x", y="y", width=DAY_MS, height=0.85, source=source,
+    cells = plot.rect(x="x", y="y", width=period_ms, height=0.85, source=source,
                       fill_color={"field": "state", "transform": mapper}, line_color=None)
     row_label = CustomJSHover(code="return labels[value]", args={"labels": {str(k): v for k, v in labels.items()}})
-    plot.add_tools(HoverTool(renderers=[cells], formatters={"@x": "datetime", "@y": row_label}, tooltips=[
-        ("series", "@y{custom}"), ("day", "@x{%F}"), ("sampled", "@sampled of @buckets candles (@share%)"),
+    # x is a cell's middle: the tooltip shows its first day
+    cell_start = CustomJSHover(code="return new Date(value - half).toISOString().slice(0, 10)", args={"half": period_ms / 2})
+    plot.add_tools(HoverTool(renderers=[cells], formatters={"@x": cell_start, "@y": row_label}, tooltips=[
+        ("series", "@y{custom}"), ("day" if data.coverage_period.days == 1 else "from", "@x{custom}"),
+        ("sampled", "@sampled of @buckets candles (@share%)"),
         ("forward-filled", "@filled"), ("in a gap", "@missing"),
     ]))
     plot.yaxis.ticker = FixedTicker(ticks=list(labels))

@@ -264,13 +264,38 @@ def source_freshness(settings: Settings, connection: Connection) -> DbtOutcome:
     return run_dbt(settings, connection, ["source", "freshness"])
 
 
-def run_tests(settings: Settings, connection: Connection, loaded_since: datetime | None = None) -> DbtOutcome:
-    """`dbt test`: data tests (no gaps, candle sanity, recency, not null, ...) and unit tests. With
-    `loaded_since` (the var tests_loaded_since), the data tests see only the points loaded since then
-    and the candles an incremental run can have rebuilt from them (dbt computes where those start:
-    macros/tests_scope.sql); without, all history."""
-    scope = {"tests_loaded_since": loaded_since.astimezone(timezone.utc).isoformat()} if loaded_since else None
-    return run_dbt(settings, connection, ["test"], extra_vars=scope)
+@dataclass(frozen=True)
+class TestsScope:
+    """What the nightly's data tests read (dbt_alphadb/macros/tests_scope.sql): the points loaded
+    since `loaded_since` and the candles an incremental run can have rebuilt from them (dbt computes
+    where those start), plus, with `audit_weekday` (0 = Monday ... 6 = Sunday), the whole history of
+    the pairs whose `int_configured_pairs.audit_weekday` is that day."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    loaded_since: datetime
+    audit_weekday: int | None = None
+
+    def dbt_vars(self) -> dict[str, Any]:
+        scope: dict[str, Any] = {"tests_loaded_since": self.loaded_since.astimezone(timezone.utc).isoformat()}
+        if self.audit_weekday is not None:
+            scope["tests_audit_weekday"] = self.audit_weekday
+        return scope
+
+    def describe(self) -> str:
+        text = f"candles loaded since {self.loaded_since.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+        if self.audit_weekday is not None:
+            text += f" + all history of the pairs audited on {WEEKDAYS[self.audit_weekday]}s"
+        return text
+
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def run_tests(settings: Settings, connection: Connection, scope: TestsScope | None = None) -> DbtOutcome:
+    """`dbt test`: data tests (no gaps, candle sanity, recency, not null, ...) and unit tests, on the
+    nightly's `scope` (see TestsScope), or on all history without one."""
+    return run_dbt(settings, connection, ["test"], extra_vars=scope.dbt_vars() if scope else None)
 
 
 def shell_environment(settings: Settings, connection: Connection) -> str:

@@ -40,7 +40,10 @@ create unique index if not exists market_chart_points_key
 """
 
 UTC = timezone.utc
-SERIES = {"BTC/USDT": ("bitcoin", "usd"), "ETH/USDT": ("ethereum", "usd"), "SOL/USDT": ("solana", "usd")}
+SERIES = {
+    "BTC/USDT": ("bitcoin", "usd"), "ETH/USDT": ("ethereum", "usd"), "SOL/USDT": ("solana", "usd"),
+    "XRP/USDT": ("ripple", "usd"),
+}
 CANDLE_COLUMNS = "ts, open, high, low, close, volume, market_cap, sample_count, is_complete"
 
 

@@ -30,7 +30,7 @@ from pipelines.database import Connection, connect
 from pipelines.errors import AlphaDBError, ConfigError, DatabaseUnavailable, LockHeld
 from pipelines.load import LoadReport, PairResult
 from pipelines.locks import exclusive_lock
-from pipelines.transform import DbtOutcome, Gap, NodeResult
+from pipelines.transform import DbtOutcome, Gap, NodeResult, TestsScope
 
 BTC = Pair("BTC/USDT", "bitcoin", "usd")
 ETH = Pair("ETH/USDT", "ethereum", "usd")
@@ -227,6 +227,39 @@ def test_quality_report_on_real_tables(tmp_path: Path, database: Connection) -> 
     assert len({t.index(" 1") for t in table[1:]}) == 1 and table[0].index(" tf") == table[1].index(" 1")
 
 
+def test_quality_report_with_many_pairs_logs_totals_and_the_pairs_needing_attention(tmp_path: Path, database: Connection) -> None:
+    """Beyond FULL_TABLE_PAIRS pairs the nightly logs one summary line, the rows of the pairs with a
+    gap, stale or without candles, and where the full table is; `alphadb report` prints every row."""
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    names = [f"C{n:02d}/USD" for n in range(report.FULL_TABLE_PAIRS + 3)]
+    with connect(database) as conn:
+        for n, name in enumerate(names[:-1]):  # the last pair has no candles
+            stem = "ohlcv_" + name.lower().replace("/", "_")
+            end = now - (timedelta(days=3) if n == 1 else timedelta(0))  # C01/USD is stale
+            _make_mart(conn, stem, end - timedelta(hours=24), timedelta(hours=1), 24, {3, 4, 5, 6} if n == 2 else set())
+            _make_mart(conn, stem + "_1d", end.replace(hour=0) - timedelta(days=1), timedelta(days=1), 2, set())
+    settings = make_settings(tmp_path, ALPHADB_PAIRS=",".join(f"{name}=coin{n:02d}:usd" for n, name in enumerate(names)))
+    runlog.setup(settings.log_file, stream=False)
+    gap = Gap("C02/USD", "1h", now - timedelta(hours=21), now - timedelta(hours=17), 4)
+    assert report.log_report(settings, database, gaps=[gap]) == 4
+    lines = log_lines(settings.log_file)
+    assert_log_format(lines)
+    text = "\n".join(lines)
+    assert f"Data quality report ({now:%Y-%m-%d} " in lines[0]
+    assert lines[0].endswith(f"{len(names)} pairs, candles: 1h {24 * (len(names) - 1):,}, 1d {2 * (len(names) - 1)};"
+                             " 1 gap(s) in 1 pair(s), 1 pair(s) stale, 1 without candles")
+    table = [line for line in lines if re.search(r"C\d\d/USD  1", line)]
+    assert {line.split()[3] for line in table} == {"C01/USD", "C02/USD", names[-1]}  # the healthy pairs are left out
+    assert all("⚠️" in line for line in table)
+    assert "alphadb report" in lines[-1] and "Guide check query" not in text
+    # on demand: every pair and timeframe, and the guide query
+    runlog.setup(settings.log_file, stream=False)
+    assert report.print_report(settings, database) == 4
+    every = [line for line in log_lines(settings.log_file)[len(lines):] if re.search(r"C\d\d/USD  1", line)]
+    assert len(every) == 2 * len(names)
+    assert "Guide check query" in "\n".join(log_lines(settings.log_file))
+
+
 def test_guide_query_is_the_original_shape(database: Connection) -> None:
     conn = psycopg2.connect(**database.psycopg_kwargs())
     try:
@@ -282,7 +315,7 @@ class World:
     gaps: list[Gap] = field(default_factory=list)
     fillable: bool = True
     calls: list[str] = field(default_factory=list)
-    tests_since: list[datetime | None] = field(default_factory=list)
+    tests_scopes: list[TestsScope | None] = field(default_factory=list)
 
     # the database
     def resolve_connection(self, settings: Settings) -> Connection:
@@ -326,9 +359,9 @@ class World:
         self.calls.append("freshness")
         return DbtOutcome("dbt source freshness", True, [NodeResult("source.points", "pass", "", None)], 0.1)
 
-    def run_tests(self, settings: Settings, connection: Connection, loaded_since: datetime | None = None) -> DbtOutcome:
+    def run_tests(self, settings: Settings, connection: Connection, scope: TestsScope | None = None) -> DbtOutcome:
         self.calls.append("dbt test")
-        self.tests_since.append(loaded_since)
+        self.tests_scopes.append(scope)
         ok = self.tests_ok.pop(0) if len(self.tests_ok) > 1 else self.tests_ok[0]
         failing = NodeResult("no_gaps_ohlcv_btc_usdt", "fail", "Got 1 result:\n@@ ,pair ,gap_start\n---,BTC/USDT,2025-06-10", 1)
         return DbtOutcome("dbt test", ok, [NodeResult("unique_ohlcv", "pass", "", None)] + ([] if ok else [failing]), 0.1)
@@ -372,20 +405,24 @@ def test_success_path(tmp_path: Path, world: World, receiver: WebhookReceiver) -
     text = "\n".join(lines)
     for step in ("Environment check passed", "Database connectivity check passed", "Backfill completed successfully", "dbt run passed", "Data quality checks passed"):
         assert step in text
-    # the tests' scope: the candles rebuilt from the last week's loads, or all history on a Sunday
+    # the tests' scope: the candles rebuilt from the last week's loads, plus the whole history of the
+    # pairs audited on tonight's UTC weekday
     now = datetime.now(timezone.utc)
-    [since] = world.tests_since
-    if now.weekday() == nightly.FULL_TESTS_WEEKDAY:
-        assert since is None and "dbt test on all history" in text
-    else:
-        assert since is not None and timedelta(days=7) <= now - since < timedelta(days=7, minutes=1)
-        assert f"dbt test on candles loaded since {since:%Y-%m-%d %H:%M} UTC" in text
+    [scope] = world.tests_scopes
+    assert scope is not None and timedelta(days=7) <= now - scope.loaded_since < timedelta(days=7, minutes=1)
+    assert scope.audit_weekday in (now.weekday(), (now - timedelta(minutes=1)).weekday())
+    assert f"dbt test on candles loaded since {scope.loaded_since:%Y-%m-%d %H:%M} UTC + all history of the pairs audited on" in text
 
 
-def test_nightly_tests_cover_the_last_week_and_all_history_on_sundays() -> None:
+def test_every_night_tests_the_last_week_plus_the_pairs_audited_that_weekday() -> None:
     saturday = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
-    assert nightly.tests_loaded_since(saturday) == datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc)
-    assert nightly.tests_loaded_since(saturday + timedelta(days=1)) is None
+    week = [nightly.tests_scope(saturday + timedelta(days=n)) for n in range(7)]
+    assert [scope.loaded_since for scope in week] == [datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc) + timedelta(days=n) for n in range(7)]
+    assert [scope.audit_weekday for scope in week] == [5, 6, 0, 1, 2, 3, 4]  # each weekday once, no all-history night
+    # the UTC weekday, whatever the zone `now` is given in: 23:30 in New York on a Saturday is Sunday in UTC
+    new_york = timezone(timedelta(hours=-5))
+    assert nightly.tests_scope(datetime(2026, 11, 28, 23, 30, tzinfo=new_york)).audit_weekday == 6
+    assert week[0].dbt_vars() == {"tests_loaded_since": "2026-11-21T02:00:00+00:00", "tests_audit_weekday": 5}
 
 
 def test_database_down_exits_3_and_alerts(tmp_path: Path, world: World, receiver: WebhookReceiver) -> None:

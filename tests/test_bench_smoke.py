@@ -57,17 +57,30 @@ def test_smoke_run_of_the_backfill_pace_benchmark(tmp_path) -> None:  # type: ig
 
 def test_smoke_run_of_transform_benchmarks(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Benchmarks 3 and 4 end to end on tiny histories: dbt built the candles in every round, and
-    both nightly runs passed on the weekday test scope."""
+    every kind of night passed on both histories, from the simulator and at scale (30 synthetic
+    pairs: more than the page charts and the log lists), whose page and report stayed bounded."""
     out = tmp_path / "results.md"
     results = bench.run(["--smoke", "--only", "3,4", "--out", str(out)])
     transform = results["transform"]
     assert transform["long"]["full_refresh_ok"] and transform["short"]["full_refresh_ok"]
     assert transform["long"]["rows"] > transform["short"]["rows"] > 0
     assert len(transform["candle_rounds_s"]) == 2 and all(dbt > 0 and hand > 0 for dbt, hand in transform["candle_rounds_s"])
-    assert transform["nightly_long"]["ok"] and transform["nightly_short"]["ok"], transform["nightly_long"].get("failed")
-    assert transform["nightly_long"]["load_points"] > 0
-    assert {row["number"] for row in results["rows"]} == {3, 4}
-    assert "| 3 |" in out.read_text() and "| 4 |" in out.read_text()
+    scale = results["nightly_scale"]
+    assert scale["pairs"] == 30 and scale["long"]["full_refresh_ok"] and scale["short"]["full_refresh_ok"]
+    for nights in (transform["nights"], scale["nights"]):
+        assert set(nights) == {"recent", "audit", "all"}
+        for night in nights.values():
+            assert night["long"]["ok"] and night["short"]["ok"], (night["long"].get("failed"), night["short"].get("failed"))
+            assert night["long"]["dbt_test_nodes"] > 0 and night["long"]["load_points"] > 0
+    assert 1 <= transform["audit_pairs"] <= 2 and 1 <= scale["audit_pairs"] < 30 and 0 <= scale["audit_weekday"] <= 6
+    page = scale["page"]
+    assert page["charts"] == 2 * 20 and page["left_out_note"] and page["gaps"] == scale["gaps_found"] == 0
+    assert page["report_lines"] <= 3  # a summary line, no pair needs attention, where the full table is
+    assert any("Index" in line and "pair_ts_idx" in line for line in scale["gaps_plan"]), scale["gaps_plan"]
+    assert page["peak_rss_kb"] > 0 and page["page_bytes"] > 1_000_000
+    assert {row["number"] for row in results["rows"]} == {3, 4, 7}
+    text = out.read_text()
+    assert "| 3 |" in text and "| 4 |" in text and "30 pairs" in text and "| 7 | after the tests at 30 pairs" in text
 
 
 def test_smoke_run_of_the_many_pairs_benchmark(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -89,6 +102,7 @@ def test_smoke_run_of_the_report_benchmark(tmp_path) -> None:  # type: ignore[no
     assert report["candles_ok"] and report["rows"] > 0 and report["runs"] == 30
     assert report["charts"] == 2 * 2 and report["page_bytes"] > 1_000_000  # BokehJS inlined
     assert len(report["rounds_s"]) == 3 and report["generation_s"] > 0
+    assert report["child"]["peak_rss_kb"] > 0 and report["child"]["charts"] == 2 * 2 and not report["child"]["left_out_note"]
     assert {row["number"] for row in results["rows"]} == {7}
     assert "| 7 | data-quality page" in out.read_text()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dbt_support import UTC, dbt_settings, delete_points, fetch, hourly_points, marts, upsert_points
 from pipelines import transform
+from pipelines.transform import TestsScope
 from pipelines.database import Connection, connect
 
 HOUR = timedelta(hours=1)
@@ -160,7 +161,7 @@ def test_session_time_zone_does_not_change_the_marts(database: Connection, tmp_p
 
 
 def test_scoped_tests_check_every_candle_rebuilt_from_recent_loads(database: Connection, tmp_path: Path) -> None:
-    """`run_tests(loaded_since=...)` (the nightly's weekday tests) narrows the data tests to the candles
+    """`run_tests(TestsScope(loaded_since))` (the nightly's tests, before the audit of old candles) narrows the data tests to the candles
     rebuilt from points loaded since then, reaching back as far as a late correction does; without
     it, all history is tested."""
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -187,14 +188,14 @@ def test_scoped_tests_check_every_candle_rebuilt_from_recent_loads(database: Con
         cur.execute("delete from dbt_intermediate.int_candles_1h where pair = 'ETH/USDT' and ts >= %s and ts < %s",
                     (start + 6 * day, start + 6 * day + 5 * HOUR))
         assert cur.rowcount == 5
-    scoped = transform.run_tests(settings, database, loaded_since=since)
+    scoped = transform.run_tests(settings, database, TestsScope(since))
     assert scoped.success, failed(scoped)
     full = transform.run_tests(settings, database)
     assert set(failed(full)) == {"candle_sanity_int_candles_1h_", "no_gaps_int_candles_1h_1h"}, failed(full)
 
     # a broken candle among the rebuilt ones is caught by the scoped tests
     break_candle(now - 3 * day)
-    assert set(failed(transform.run_tests(settings, database, loaded_since=since))) == {"candle_sanity_int_candles_1h_"}
+    assert set(failed(transform.run_tests(settings, database, TestsScope(since)))) == {"candle_sanity_int_candles_1h_"}
 
     # a late correction of day -25 rebuilds BTC/USDT from there (repairing it): the scope reaches back
     # with it (one bound for every pair, so the ETH/USDT hole of day -24 is in it now) and sees a
@@ -202,6 +203,65 @@ def test_scoped_tests_check_every_candle_rebuilt_from_recent_loads(database: Con
     upsert_points(database, [("BTC/USDT", start + 5 * day + 10 * timedelta(minutes=1), 150.0, 1.5e8, 1234.0)], loaded_at=now)
     assert transform.run_models(settings, database).success
     break_candle(start + 8 * day)
-    late = failed(transform.run_tests(settings, database, loaded_since=since))
+    late = failed(transform.run_tests(settings, database, TestsScope(since)))
     assert set(late) == {"candle_sanity_int_candles_1h_", "no_gaps_int_candles_1h_1h"}, late
     assert "pair=ETH/USDT" in late["no_gaps_int_candles_1h_1h"] and "BTC/USDT" not in late["no_gaps_int_candles_1h_1h"]
+
+
+def test_each_night_audits_the_whole_history_of_the_pairs_of_its_weekday(database: Connection, tmp_path: Path) -> None:
+    """The nightly's rolling audit: an old corrupted candle of a pair audited tonight fails tonight's
+    tests; one of a pair audited another weekday passes them until that pair's night; `alphadb test`
+    (no scope) catches both. The weekdays come from int_configured_pairs, as dbt computes them."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    day = 24 * HOUR
+    start = now - 40 * day
+    settings = dbt_settings(tmp_path / "home", pairs=("BTC/USDT", "XRP/USDT"))
+    upsert_points(database, hourly_points("BTC/USDT", start, 39 * 24) + hourly_points("XRP/USDT", start, 39 * 24, base=0.5),
+                  loaded_at=now - 30 * day)
+    assert transform.run_models(settings, database, full_refresh=True).success
+    upsert_points(database, hourly_points("BTC/USDT", start + 39 * day, 24 - 1, base=600.0)
+                  + hourly_points("XRP/USDT", start + 39 * day, 24 - 1, base=0.6), loaded_at=now - day)
+    assert transform.run_models(settings, database).success
+    with connect(database) as conn, conn.cursor() as cur:
+        cur.execute("select pair, audit_weekday from dbt_intermediate.int_configured_pairs")
+        weekdays = dict(cur.fetchall())
+    assert weekdays["BTC/USDT"] != weekdays["XRP/USDT"]  # two slots (the MD5 of the names)
+    quiet = next(w for w in range(7) if w not in weekdays.values())  # a night auditing neither
+    since = now - 7 * day
+
+    def scoped(weekday: int) -> dict[str, str]:
+        return failed(transform.run_tests(settings, database, TestsScope(since, weekday)))
+
+    assert scoped(weekdays["BTC/USDT"]) == scoped(weekdays["XRP/USDT"]) == {}
+    # an old candle of each pair broken (high below low), a month before the recent loads
+    with connect(database) as conn, conn.cursor() as cur:
+        cur.execute("update dbt_intermediate.int_candles_1h set high = low - 1 where pair = 'BTC/USDT' and ts = %s", (start + 3 * day,))
+        assert cur.rowcount == 1
+        cur.execute("update dbt_intermediate.int_candles_1d set high = low - 1 where pair = 'XRP/USDT' and ts = %s",
+                    ((start + 4 * day).replace(hour=0),))
+        assert cur.rowcount == 1
+        cur.execute("select count(*) from dbt_intermediate.int_candles_1h where ts < %s", (since - day,))
+        assert cur.fetchone()[0] > 2 * 24 * 25  # the broken candles are well outside the recent scope
+    assert scoped(quiet) == {}
+    btc_night = scoped(weekdays["BTC/USDT"])
+    assert set(btc_night) == {"candle_sanity_int_candles_1h_"} and "pair=BTC/USDT" in btc_night["candle_sanity_int_candles_1h_"]
+    xrp_night = scoped(weekdays["XRP/USDT"])
+    assert set(xrp_night) == {"candle_sanity_int_candles_1d_"} and "pair=XRP/USDT" in xrp_night["candle_sanity_int_candles_1d_"]
+    assert set(failed(transform.run_tests(settings, database))) == {"candle_sanity_int_candles_1h_", "candle_sanity_int_candles_1d_"}
+    # the unsampled candles' partial index (what the gaps view reads): one per candle table, kept
+    # through incremental runs and rebuilt with a full refresh's new table
+    assert unsampled_indexes(database) == {"int_candles_1h": 1, "int_candles_1d": 1}
+    assert transform.run_models(settings, database, full_refresh=True).success
+    assert unsampled_indexes(database) == {"int_candles_1h": 1, "int_candles_1d": 1}
+    with connect(database) as conn, conn.cursor() as cur:
+        cur.execute("set enable_seqscan = off")  # a tiny table: ask only whether the index serves the view
+        cur.execute("explain select * from public.gaps")
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "int_candles_1h_pair_ts_idx" in plan and "int_candles_1d_pair_ts_idx" in plan, plan
+
+
+def unsampled_indexes(connection: Connection) -> dict[str, int]:
+    with connect(connection) as conn, conn.cursor() as cur:
+        cur.execute("select tablename, count(*) from pg_indexes where schemaname = 'dbt_intermediate'"
+                    " and indexdef like '%%WHERE (sample_count = 0)' group by tablename")
+        return dict(cur.fetchall())

@@ -36,3 +36,23 @@
         ))
     {%- endif -%}
 {%- endmacro %}
+
+{#- Post-hook of the candle models: a partial index on the unsampled candles (sample_count = 0), which
+    the `gaps` view and the data-quality report read, so that read costs what the unsampled candles
+    cost, not the history. dbt's `indexes` config has no where clause. Created once per table (a
+    full refresh builds a new table: it gets its own); the name is PostgreSQL's choice, so the old
+    table's index, still there while dbt swaps the two, never stands in for it. -#}
+{% macro index_unsampled_candles() -%}
+    do $index$
+    begin
+        if not exists (
+            select 1 from pg_index
+            where
+                indrelid = '{{ this }}'::regclass
+                and pg_get_expr(indpred, indrelid) = '(sample_count = 0)'
+        ) then
+            create index on {{ this }} (pair, ts) where sample_count = 0;
+        end if;
+    end
+    $index$
+{%- endmacro %}

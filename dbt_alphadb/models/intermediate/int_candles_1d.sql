@@ -62,6 +62,11 @@ rebuilt_hours as (
         select hourly_candles.*
         from hourly_candles
         where hourly_candles.pair = rebuild_ranges.pair and hourly_candles.ts >= rebuild_ranges.rebuild_from
+        -- a subquery per pair (offset 0: not flattened into a join): with many pairs the planner
+        -- would rather read the whole table once than the rebuilt range of each pair; the (pair, ts)
+        -- index returns it in ts order
+        order by hourly_candles.ts
+        offset 0
     ) as rebuilt on true
 ),
 {%- endif %}

@@ -1,4 +1,5 @@
-{#- The var `pairs` (`BASE/QUOTE: coin_id:vs_currency`) as rows: one per configured pair. -#}
+{#- The var `pairs` (`BASE/QUOTE: coin_id:vs_currency`) as rows: one per configured pair, with the
+    weekday on which the nightly tests its whole history. -#}
 with
 
 configured as (
@@ -11,5 +12,6 @@ configured as (
 select
     configured.pair,
     split_part(configured.series, ':', 1) as coin_id,
-    split_part(configured.series, ':', 2) as vs_currency
+    split_part(configured.series, ':', 2) as vs_currency,
+    {{ audit_weekday('configured.pair') }} as audit_weekday
 from configured
