@@ -166,7 +166,7 @@ NIGHTLY_MARGIN_S = 90.0  # what the nightly may add to the API's own minimum tim
 RSS_GROWTH_LIMIT = 2.0
 
 
-def nightly_rows(r: dict[str, Any]) -> list[Row]:
+def whole_nightly_rows(r: dict[str, Any]) -> list[Row]:
     scale, base = r["scale"], r["baseline"]
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in scale["steps_s"].items())
     failed = "" if scale["exit_code"] == 0 else f" (exit {scale['exit_code']})"
@@ -401,7 +401,7 @@ def measure(pg: Postgres, sizes: dict[str, int], only: set[int], smoke: bool) ->
         results["nightly"] = run_nightly_benchmark(
             pg, sizes["nightly_pairs"], sizes["nightly_baseline_pairs"], sizes["nightly_rate"], sizes["nightly_history_days"]
         )
-        rows += nightly_rows(results["nightly"])
+        rows += whole_nightly_rows(results["nightly"])
     rows.sort(key=lambda row: row.number)
     return results, rows
 
