@@ -38,6 +38,11 @@ def has_ops_schema(database: Any) -> bool:
     return bool(query(database, "select 1 from pg_namespace where nspname = 'ops'"))
 
 
+def has_runs_table(database: Any) -> bool:
+    # The ops schema appears first (with the data-source record); the runs table a moment later.
+    return query(database, "select to_regclass('ops.runs') is not null")[0][0]
+
+
 def printed_totals(text: str) -> tuple[int, int]:
     found = re.search(r"loaded (\d+) points in (\d+) request", text)
     assert found, text
@@ -136,7 +141,7 @@ def test_a_killed_run_stays_unfinished_and_the_next_run_names_it(alphadb_env, da
         [*alphadb_command(), "backfill", "--days", "60"], env=alphadb_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        _wait(lambda: has_ops_schema(database) and bool(runs(database)))
+        _wait(lambda: has_runs_table(database) and bool(runs(database)))
         (killed,) = runs(database)
         assert killed["status"] == "running" and killed["ended_at"] is None
         os.kill(proc.pid, signal.SIGKILL)
