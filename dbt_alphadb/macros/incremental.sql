@@ -1,13 +1,23 @@
 {#- For the incremental candle models: raw points loaded after this instant have not been turned into
     candles of {{ this }} yet. The latest `source_loaded_at` already processed, minus the var
-    `incremental_safety` (a load still committing while the last run read the raw table). -#}
+    `incremental_safety` (a load still committing while the last run read the raw table). Read before
+    the model's query and written into it as a literal (JSON renders a timestamptz in ISO 8601 with
+    its offset, whatever the session's DateStyle and time zone): compared with a subquery, whose value
+    the planner cannot know, the filter on loaded_at reads the recent rows of its index instead of the
+    whole history. -#}
 {% macro incremental_watermark() -%}
-    (
-        select
-            coalesce(max(processed.source_loaded_at), '-infinity'::timestamptz)
-            - interval '{{ var("incremental_safety") }}'
-        from {{ this }} as processed
-    )
+    {%- if execute -%}
+        {%- set watermark_query -%}
+            select to_json(
+                coalesce(max(processed.source_loaded_at), '-infinity'::timestamptz)
+                - interval '{{ var("incremental_safety") }}'
+            ) #>> '{}'
+            from {{ this }} as processed
+        {%- endset -%}
+        '{{ run_query(watermark_query).columns[0].values()[0] }}'::timestamptz
+    {%- else -%}
+        '-infinity'::timestamptz
+    {%- endif -%}
 {%- endmacro %}
 
 {#- Post-hook of the candle models: removes the candles of pairs no longer configured (their raw points

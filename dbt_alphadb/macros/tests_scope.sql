@@ -45,15 +45,17 @@
 {%- endmacro %}
 
 {#- `relation`'s rows in the test scope, as a subquery named `alias`; `audit=false` leaves out the
-    audit of whole histories (a test of the latest candles only). Scoped, one (pair, ts) index range
+    audit of whole histories (a test of the latest candles only); `where`, a condition on the
+    relation's columns, keeps only the rows that meet it, inside each pair's index range (so a
+    partial index, e.g. on the unsampled candles, can serve it). Scoped, one (pair, ts) index range
     per configured pair: the cost follows the rows in scope, not the history. `offset 0` keeps the
     lateral subquery a subquery: flattened into a join, the planner, which cannot know how few rows
     the scope holds, may read the whole table once instead of the scope of each pair (the index
     returns each pair's rows in ts order, so the order by costs nothing). -#}
-{% macro candles_in_tests_scope(relation, alias="candles", audit=true) -%}
+{% macro candles_in_tests_scope(relation, alias="candles", audit=true, where=none) -%}
     {%- set audited = var('tests_audit_weekday', none) if audit else none -%}
     {%- if var('tests_loaded_since', none) is none -%}
-        (select * from {{ relation }}) as {{ alias }}
+        (select * from {{ relation }} where {{ where or 'true' }}) as {{ alias }}
     {%- else -%}
         {%- set from_ts = tests_scope_start() -%}
         {%- if audited is not none -%}
@@ -69,7 +71,10 @@
             from {{ ref('int_configured_pairs') }} as scoped_pairs
             inner join lateral (
                 select * from {{ relation }} as pair_candles
-                where pair_candles.pair = scoped_pairs.pair and pair_candles.ts >= {{ from_ts }}
+                where
+                    pair_candles.pair = scoped_pairs.pair
+                    and pair_candles.ts >= {{ from_ts }}
+                    and ({{ where or 'true' }})
                 order by pair_candles.ts
                 offset 0
             ) as in_scope on true

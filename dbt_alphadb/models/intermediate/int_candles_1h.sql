@@ -37,6 +37,8 @@ rebuild_ranges as (
     -- (it turns complete); a pair without any candle (configured after its points were loaded): all
     select
         configured_pairs.pair,
+        configured_pairs.coin_id,
+        configured_pairs.vs_currency,
         case
             when last_candle.ts is null then '-infinity'::timestamptz
             else least({{ bucket_start('new_points.first_new_ts', '1h') }}, last_candle.ts)
@@ -74,13 +76,23 @@ candles_before_rebuild as (
 ),
 
 rebuilt_points as (
-    -- one lateral scan per pair: each rebuilt range is one range of the raw table's key index
+    -- one subquery per pair, each one range of the raw table's key (coin_id, vs_currency, ts): the
+    -- series columns reach that index (the pair name only exists after the join with the pairs).
+    -- offset 0 keeps it a subquery: flattened into a join, the planner, which cannot know how few
+    -- hours are rebuilt, would rather read the whole raw table once than the range of each pair
+    -- (the index returns each range in ts order, so the order by costs nothing)
     select rebuilt.*
     from rebuild_ranges
     inner join lateral (
         select pair_points.*
         from pair_points
-        where pair_points.pair = rebuild_ranges.pair and pair_points.ts >= rebuild_ranges.rebuild_from
+        where
+            pair_points.coin_id = rebuild_ranges.coin_id
+            and pair_points.vs_currency = rebuild_ranges.vs_currency
+            and pair_points.pair = rebuild_ranges.pair
+            and pair_points.ts >= rebuild_ranges.rebuild_from
+        order by pair_points.ts
+        offset 0
     ) as rebuilt on true
 ),
 {%- endif %}

@@ -1,5 +1,6 @@
-{#- The raw points of the configured pairs, named by pair. A view: the candle models' filters on
-    (pair, ts) and on loaded_at reach the raw table's indexes through it. -#}
+{#- The raw points of the configured pairs, named by pair, with the series they come from. A view:
+    the candle models' filters on (coin_id, vs_currency, ts) and on loaded_at reach the raw table's
+    indexes through it. -#}
 with
 
 points as (
@@ -16,7 +17,9 @@ select
     points.price,
     points.market_cap,
     points.total_volume,
-    points.loaded_at
+    points.loaded_at,
+    points.coin_id,
+    points.vs_currency
 from points
 inner join configured_pairs
     on points.coin_id = configured_pairs.coin_id and points.vs_currency = configured_pairs.vs_currency

@@ -12,7 +12,8 @@ select
     runs.gap_start,
     runs.gap_end,
     runs.missing_buckets
-from ({{ unsampled_runs(candles_in_tests_scope(model), timeframe) }}) as runs
+-- only the unsampled candles: the partial index on them serves each pair's range
+from ({{ unsampled_runs(candles_in_tests_scope(model, where='sample_count = 0'), timeframe) }}) as runs
 where runs.missing_buckets > {{ tolerance | int }}
 
 union all
