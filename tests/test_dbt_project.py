@@ -73,7 +73,7 @@ def test_project_declares_layers_contracts_and_docs(tmp_path: Path) -> None:
     tests = [n for n in manifest["nodes"].values() if n["resource_type"] == "test"]
     staging_tests = [t for t in tests if t.get("attached_node") == "model.alphadb.stg_coingecko__market_chart_points"]
     assert staging_tests and all(t["config"]["where"] == "" for t in staging_tests)
-    assert {"accepted_values_ohlcv_timeframe__1h__1d", "unique_candle_key_ohlcv_pair__timeframe__ts"} <= {t["name"] for t in tests}
+    assert {"accepted_candle_values_ohlcv_timeframe__1h__1d", "unique_candle_key_ohlcv_pair__timeframe__ts"} <= {t["name"] for t in tests}
 
     # the nightly's weekday scope: the staging tests see the points loaded since then
     scoped = transform.run_dbt(settings, offline, ["parse", "--vars", '{"tests_loaded_since": "2026-01-05T00:00:00+00:00"}'])
