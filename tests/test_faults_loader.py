@@ -488,7 +488,10 @@ def test_dlt_working_dir_deleted_cursor_restored_from_database(alphadb_env: dict
 # --- 4. concurrency (loader level) -----------------------------------------------------------
 
 def test_manual_backfill_while_nightly_load_runs(alphadb_env: dict[str, str], database: Any, simulator: Any) -> None:
-    simulator.add_fault({"kind": "slow", "delay_s": 0.7, "count": 4})  # the nightly load holds the lock ~3 s
+    # The nightly load's 4 requests answer slowly: after its first answer it holds the lock for 3 x 2.5 s
+    # and its load, far longer than a backfill takes to start and ask for the lock, even on a busy machine
+    # (about 1 s alone; with 0.7 s answers, a backfill starting 2.5 s slower found the lock free).
+    simulator.add_fault({"kind": "slow", "delay_s": 2.5, "count": 4})
     nightly = start_cli(alphadb_env, "load")
     try:
         lock = Path(alphadb_env["ALPHADB_HOME"]) / "load.lock"
