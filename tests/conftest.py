@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import psycopg2
 import pytest
+from hypothesis import settings as hypothesis_settings
 from psycopg2 import sql
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,13 @@ from http_support import WebhookReceiver  # noqa: E402
 from pipelines.database import Connection  # noqa: E402
 from pipelines.simulator import Simulator  # noqa: E402
 from postgres_support import TempDatabase  # noqa: E402
+
+# Every property test (its own @settings change only what they name): the same examples on every
+# machine and every run (derandomize, no example database: CI never passes or fails by which examples
+# it happened to draw or to remember), and no per-example deadline (one example slowed down by a busy
+# machine or a GC pause is not a failure; pytest-timeout still bounds the test).
+hypothesis_settings.register_profile("alphadb", derandomize=True, database=None, deadline=None)
+hypothesis_settings.load_profile("alphadb")
 
 # Tests on a real PostgreSQL carry the `db` marker, so `make check` can leave them out by marker.
 DATABASE_FIXTURES = {"pg_admin_uri", "database", "alphadb_env"}

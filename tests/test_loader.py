@@ -182,6 +182,7 @@ def test_backfill_365_days(alphadb_env, database, simulator, capsys) -> None:  #
     simulator.clear_requests()
     started = time.time()
     result = run_cli(alphadb_env, "backfill", "--days", "365")
+    finished = time.time()
     ok(result)
     assert "⚠️" not in output(result)  # the plan's hour of margin is not worth a warning
     for coin in COINS:
@@ -191,8 +192,14 @@ def test_backfill_365_days(alphadb_env, database, simulator, capsys) -> None:  #
     found = assert_no_duplicates(database)
     live_from_ms = int((started - 86400) * 1000)
     for coin in COINS:
+        # 365 days back: the first window starts at the plan's limit, an hour inside 365 days of the
+        # run's own "now" (some moment between `started` and `finished`; whole seconds in the query)...
+        first_from = min(int(r["query"]["from"]) for r in ranges_of(simulator, coin))
+        assert int(started) - 365 * 86400 + 3600 <= first_from <= finished - 365 * 86400 + 3600
+        # ...and the first point stored is the first hourly sample from there (samples land up to a
+        # minute after the hour; where `now` falls in its hour decides how far into the hour that is).
         first_ts = points(database, coin)[0][0]
-        assert first_ts <= (started - 365 * 86400 + 2 * 3600) * 1000  # 365 days back (the plan's limit, to the hour)
+        assert first_from * 1000 <= first_ts < (first_from + 3600 + 60) * 1000
         assert missing_hours(database, coin, first_ts, live_from_ms) == 0  # every hour of the year
         hourly = scalar(database, f"select count(*) from {STAGING} where coin_id = %s and ts < %s", (coin, ms(live_from_ms)))
         assert 364 * 24 - 2 <= hourly <= 365 * 24

@@ -239,6 +239,7 @@ def market_chart(state: State, coin: str, is_range: bool, query: Mapping[str, st
                  info: dict[str, Any]) -> Reply:
     info["coin"] = coin
     now = state.now()
+    info["now"] = now  # the request log's `now`: the instant this answer is computed at
     now_ms = int(now * 1000)
     if coin not in state.settings.coins:
         return _simple_error(404, "coin not found")
@@ -374,8 +375,12 @@ class _Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             reply = _simple_error(500, f"simulator error: {exc!r}")
         if not is_admin:  # logged before sending, so a client never sees a reply it cannot find
+            # A chart answer's own `now` (its live point is that instant): a fresh reading of the clock
+            # here can be a second later once computing the answer crossed a second boundary.
+            answered_at = info.pop("now", None)
             state.record({
-                "time": round(time.time(), 3), "now": state.now(), "method": method,
+                "time": round(time.time(), 3), "now": state.now() if answered_at is None else answered_at,
+                "method": method,
                 "path": url.path,
                 "query": {k: ("<redacted>" if k in KEY_PARAMS else v) for k, v in query.items()},
                 **info, "status": reply.status,
