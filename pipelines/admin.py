@@ -11,6 +11,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,6 +72,23 @@ def postmaster(settings: Settings):  # type: ignore[no-untyped-def]
 
     info = PostmasterInfo.read_from_pgdata(pgdata(settings)) if (pgdata(settings) / "postmaster.pid").exists() else None
     return info if info is not None and info.is_running() else None
+
+
+def _wait_until_ended(pid: int, timeout_s: float = 10.0) -> None:
+    """`pg_ctl stop -w` returns once the server has removed postmaster.pid, a moment before its
+    process ends: wait for that too, so "stopped" is true when it is said."""
+    deadline = time.monotonic() + timeout_s
+    while _process_running(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _process_running(pid: int) -> bool:
+    """Whether `pid` runs (Linux /proc; a zombie nobody reaps has ended; no /proc: assume ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _server_user(settings: Settings) -> str | None:
@@ -154,6 +172,7 @@ def cmd_db_stop(settings: Settings, args: argparse.Namespace) -> int:
             [str(embedded_bin("pg_ctl")), "stop", "-w", "-m", "fast", "-D", str(pgdata(settings))],
             user=_server_user(settings),
         )
+        _wait_until_ended(info.pid)
     runlog.line(runlog.OK, f"embedded PostgreSQL stopped (PID {info.pid}); data kept in {pgdata(settings)}")
     return 0
 

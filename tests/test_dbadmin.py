@@ -4,9 +4,11 @@ load continues from the restored dlt cursors."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,6 +18,7 @@ from cron_support import REPO_ROOT
 from http_support import data_requests
 from postgres_support import dlt_cursors, query
 from process_support import output, run_cli
+from pipelines.admin import _process_running
 from pipelines.config import load_settings
 from pipelines.database import Connection, embedded_connection
 
@@ -162,3 +165,20 @@ def test_make_clean_stops_the_embedded_server_before_deleting(tmp_path: Path, fr
     assert f"embedded PostgreSQL stopped (PID {pid})" in cleaned.stdout
     assert not alive(pid) and not (checkout / ".venv").exists()
     assert (Path(fresh_home["ALPHADB_HOME"]) / "pgdata").is_dir()  # the data stays
+
+
+
+def test_process_running_tells_a_live_process_from_an_ended_or_zombie_one() -> None:
+    """What `db stop` waits on: pg_ctl returns once postmaster.pid is gone, before the process ends."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _process_running(child.pid) and _process_running(os.getpid())
+        child.kill()
+        deadline = time.monotonic() + 10
+        while _process_running(child.pid):  # killed but not reaped yet: a zombie has ended too
+            assert time.monotonic() < deadline, "a killed child still counts as running"
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        child.wait()
+    assert not _process_running(child.pid)
