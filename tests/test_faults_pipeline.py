@@ -291,13 +291,14 @@ def test_database_stops_during_dbt_run_and_during_load(stack: Stack) -> None:
 
     # b) PostgreSQL stops while the load waits on a slow API response, and stays down until the run exits.
     stack.simulator.clear_requests()
-    stack.simulator.add_fault({"kind": "slow", "delay_s": 3, "count": 1})
+    # 6 s: the server's fast shutdown must end while the loader still waits, even on a busy machine
+    stack.simulator.add_fault({"kind": "slow", "delay_s": 6, "count": 1})
     before = marts(stack.connection)
     log_start = len(log_lines(stack.log))
     proc = stack.start()
     try:
         # The simulator takes the fault off its list when the request arrives: from then on the
-        # loader is in extract (after its state sync with PostgreSQL), waiting 3 s for the answer.
+        # loader is in extract (after its state sync with PostgreSQL), waiting 6 s for the answer.
         assert wait_for(lambda: not stack.simulator.faults, timeout=60, interval=0.01)
         time.sleep(0.2)
         assert proc.poll() is None
