@@ -144,9 +144,8 @@ def test_a_valueless_precise_point_does_not_displace_a_whole_second_point_with_a
     assert parse(both) == [(1_700_000_026_001, 2.0, None, None)]
 
 
-# derandomize + no example database: the same examples on every machine and every run, so CI never
-# passes or fails by which examples a machine happened to see before.
-@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+# derandomized, no example database, no deadline: the project's Hypothesis profile (tests/conftest.py)
+@settings(max_examples=200)
 @given(prices=st.lists(point, max_size=40), caps=st.lists(point, max_size=40), volumes=st.lists(point, max_size=40))
 @example(prices=[], caps=[], volumes=[(1_700_000_026_001, None), (1_700_000_026_000, 0.0)])
 def test_parse_property(prices: list, caps: list, volumes: list) -> None:  # type: ignore[type-arg]

@@ -91,8 +91,8 @@ def test_parser_output_ignores_order_and_duplicates(points: list[Point], seed: i
 
 # --- through the real dbt models ----------------------------------------------------------------
 
-@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-          phases=[Phase.explicit, Phase.generate], database=None)  # each example costs 2 dbt runs: no shrinking
+@settings(max_examples=3, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.generate])  # each example costs 2 dbt runs: no shrinking
 @given(points=points_strategy.filter(lambda pts: len(pts) >= 8), seed=st.integers(0, 2**32), cut=st.integers(1, 7))
 def test_dbt_candles_ignore_order_duplicates_and_splits(points: list[Point], seed: int, cut: int, tmp_path_factory: pytest.TempPathFactory, pg_admin_uri: str, pg_role: Any) -> None:
     from dbt_support import CANDLE_COLUMNS, dbt_settings, fetch, upsert_points
